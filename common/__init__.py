@@ -1,0 +1,1 @@
+"""Framework-neutral pieces shared by every implementation: NumPy only, no framework imports."""

@@ -1,0 +1,106 @@
+"""Frozen run configuration, built once by compare.py and handed to every framework.
+
+The same object travels to each framework's subprocess as JSON, so every framework reads
+identical numbers: nothing is re-derived from command-line arguments inside a framework.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+FRAMEWORKS = ("pytorch", "tensorflow", "jax")
+TASKS = ("plane", "mnist")
+
+Device = Literal["auto", "cpu", "gpu"]
+Dtype = Literal["float32", "float64"]
+
+
+@dataclass(frozen=True)
+class PlaneConfig:
+    """Gradient descent on the mean absolute error of f = a*x + b*y over five points."""
+
+    # Constant-step gradient descent on an L1 loss circles the optimum at a distance that
+    # shrinks with lr; these end within 0.5% of the optimum loss for seeds 0-19.
+    lr: float = 0.005
+    steps: int = 5000
+    # float64 so that the sign of a residual near zero cannot differ between frameworks
+    # through rounding; the L1 gradient is a sum of signs, so one flip changes the path.
+    dtype: Dtype = "float64"
+
+
+@dataclass(frozen=True)
+class MnistConfig:
+    """The MNIST CNN's training options (defaults reach >= 98.8% test accuracy)."""
+
+    epochs: int = 2
+    batch_size: int = 100
+    lr: float = 0.05
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = 0.9  # SGD only
+    beta1: float = 0.9  # Adam only
+    beta2: float = 0.999  # Adam only
+    eps: float = 1e-8  # Adam only; see docs/differences.md for Keras's epsilon
+    train_limit: int | None = None
+    dtype: Dtype = "float32"
+    init: Literal["shared", "native"] = "shared"
+    eval_batch_size: int = 1000
+    eval_params: str | None = None  # score this canonical checkpoint instead of training
+    log_every: int = 50  # steps between host reads of the loss (progress, NaN check)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Steady-state timing: `windows` windows of `window_steps` steps after `warmup_steps`."""
+
+    warmup_steps: int = 10
+    window_steps: int = 20
+    windows: int = 5
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one invocation of compare.py needs."""
+
+    task: Literal["plane", "mnist"]
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    device: Device = "auto"
+    fast: bool = False  # GPU: allow TF32 and non-deterministic kernels
+    seed: int = 0
+    out: str = "runs/out"
+    data_dir: str | None = None
+    threads: int = 0  # 0: all cores
+    timeout: float = 1800.0  # seconds per framework subprocess
+    quiet: bool = False
+    benchmark: bool = False
+    plane: PlaneConfig = field(default_factory=PlaneConfig)
+    mnist: MnistConfig = field(default_factory=MnistConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    @property
+    def profile(self) -> str:
+        """'strict' (parity-grade numerics) or 'fast' (framework defaults on a GPU)."""
+        return "fast" if self.fast else "strict"
+
+    @property
+    def dtype(self) -> Dtype:
+        """The floating-point type of the task being run."""
+        return self.plane.dtype if self.task == "plane" else self.mnist.dtype
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = dict(d)
+        d["frameworks"] = tuple(d["frameworks"])
+        d["plane"] = PlaneConfig(**d["plane"])
+        d["mnist"] = MnistConfig(**d["mnist"])
+        d["bench"] = BenchConfig(**d["bench"])
+        return cls(**d)

@@ -1,0 +1,1 @@
+"""One package per framework, each with the same modules and function names."""

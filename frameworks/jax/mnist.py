@@ -1,0 +1,131 @@
+"""The MNIST CNN in JAX: Flax NNX layers, NHWC arrays, an Optax step under jax.jit."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from common.config import MnistConfig, RunConfig
+from common.data import Mnist, batch_order, chunks
+from common.layout import from_nhwc, to_nhwc
+from common.recorder import Recorder
+
+LAYERS = ("conv1", "conv2", "fc")
+
+
+class Net(nnx.Module):
+    """conv 1->24 5x5, ReLU, pool 2 -> conv 24->32 5x5, ReLU, pool 2 -> dense 1568->10."""
+
+    def __init__(self, dtype: str, rngs: nnx.Rngs) -> None:
+        # Flax's Conv defaults to padding="SAME", which pads 2 on each side for 5x5.
+        self.conv1 = nnx.Conv(1, 24, kernel_size=(5, 5), padding="SAME", dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.conv2 = nnx.Conv(24, 32, kernel_size=(5, 5), padding="SAME", dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.fc = nnx.Linear(32 * 7 * 7, 10, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = max_pool(nnx.relu(self.conv1(x)))
+        x = max_pool(nnx.relu(self.conv2(x)))
+        x = x.reshape(x.shape[0], -1)  # NHWC flattens as H, W, C
+        return self.fc(x)
+
+
+def max_pool(x: jax.Array) -> jax.Array:
+    """2x2 max-pool, stride 2 (Flax's nnx.max_pool defaults its strides to 1, not the window)."""
+    return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+
+
+def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str) -> Net:
+    """A Net in cfg.dtype, from canonical weights or Flax's own initialisers."""
+    model = Net(cfg.dtype, nnx.Rngs(0))
+    if params is not None:
+        load_params(model, params)
+    return model
+
+
+def load_params(model: Net, params: dict[str, np.ndarray]) -> None:
+    """Canonical (OIHW, C*H*W fc columns) -> Flax (HWIO, H*W*C fc rows)."""
+    for name, (kernel, bias) in to_nhwc(params).items():
+        layer = getattr(model, name)
+        layer.kernel.value = jnp.asarray(kernel, dtype=layer.kernel.value.dtype)
+        layer.bias.value = jnp.asarray(bias, dtype=layer.bias.value.dtype)
+
+
+def get_params(model: Net) -> dict[str, np.ndarray]:
+    return from_nhwc(
+        {name: (np.asarray(getattr(model, name).kernel.value), np.asarray(getattr(model, name).bias.value)) for name in LAYERS}
+    )
+
+
+def make_optimizer(cfg: MnistConfig, model: Net) -> nnx.Optimizer:
+    """Every constant spelled out, so the three frameworks visibly use the same ones."""
+    if cfg.optimizer == "sgd":
+        tx = optax.sgd(learning_rate=cfg.lr, momentum=cfg.momentum, nesterov=False)
+    else:
+        tx = optax.adam(learning_rate=cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps, eps_root=0.0)
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+def loss_fn(model: Net, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy of the logits; Optax returns one loss per example."""
+    logits = model(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+
+@nnx.jit  # traced and compiled once; NNX carries the model and optimizer state through
+def train_step(model: Net, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+    """One optimizer step on one batch; returns the loss, still on the device."""
+    # Forward pass
+    # Compute gradients (JAX differentiates the whole loss function in one call)
+    (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
+    # Update weights
+    optimizer.update(model, grads)
+    return loss
+
+
+def to_device(images: np.ndarray, labels: np.ndarray, device: str) -> tuple[jax.Array, jax.Array]:
+    """Copy a whole split to the device once; steps then gather batches there."""
+    x = jnp.asarray(images[..., np.newaxis])  # NHWC: the channel axis comes last
+    return x, jnp.asarray(labels)
+
+
+@nnx.jit  # one compiled program per batch shape
+def forward(model: Net, x: jax.Array) -> jax.Array:
+    return model(x)
+
+
+def predict(model: Net, x: jax.Array, batch_size: int) -> np.ndarray:
+    """Logits for every row of x (the last batch may be smaller: nothing is dropped)."""
+    return np.concatenate([np.asarray(forward(model, x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+
+
+def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> dict[str, np.ndarray]:
+    """Logits, loss and gradients of the untrained model on one batch, without an update."""
+    x, y = to_device(images, labels, device)
+    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
+    numpy_grads = {name: (np.asarray(grads[name]["kernel"].value), np.asarray(grads[name]["bias"].value)) for name in LAYERS}
+    return {
+        "logits": np.asarray(logits),
+        "loss": np.asarray(loss),
+        **{f"grad/{n}": g for n, g in from_nhwc(numpy_grads).items()},
+    }
+
+
+def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: str) -> None:
+    """Train for cfg.mnist.epochs on the shared batch order, scoring the test set each epoch."""
+    m = cfg.mnist
+    optimizer = make_optimizer(m, model)
+    x_train, y_train = to_device(data.train_images, data.train_labels, device)
+    x_test, _ = to_device(data.test_images, data.test_labels, device)
+    for epoch in range(m.epochs):
+        order = batch_order(len(y_train), m.batch_size, cfg.seed, epoch)
+        start = time.perf_counter()
+        for chunk in chunks(order, m.log_every):
+            losses = [train_step(model, optimizer, x_train[idx], y_train[idx]) for idx in chunk]
+            recorder.steps(np.asarray(jax.device_get(losses)))  # one host read per chunk
+        seconds = time.perf_counter() - start
+        recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))

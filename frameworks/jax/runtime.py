@@ -1,0 +1,35 @@
+"""Device, precision and numerics profile for JAX, set before any array is made."""
+
+from __future__ import annotations
+
+import jax
+
+from common.config import RunConfig
+
+
+def configure(cfg: RunConfig) -> str:
+    """Apply the run's device and profile; return the device name for results.json."""
+    if cfg.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)  # JAX silently computes in float32 otherwise
+    gpus = [d for d in jax.devices() if d.platform == "gpu"] if cfg.device != "cpu" else []
+    if cfg.device == "gpu" and not gpus:
+        raise RuntimeError("--device gpu: JAX sees no GPU")
+    if gpus and cfg.profile == "strict":
+        # JAX's default matmul/conv precision on NVIDIA GPUs may use TF32.
+        jax.config.update("jax_default_matmul_precision", "highest")
+    device = gpus[0] if gpus else jax.devices("cpu")[0]
+    jax.config.update("jax_default_device", device)
+    return f"gpu:0 ({device.device_kind})" if gpus else "cpu"
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import jaxlib
+    import optax
+
+    backend = jax.default_backend()
+    build = "CUDA" if backend == "gpu" else "CPU"
+    return {
+        "version": jax.__version__,
+        "build": f"{build}, jaxlib {jaxlib.__version__}, Flax {flax.__version__}, Optax {optax.__version__}",
+    }

@@ -1,0 +1,1 @@
+"""PyTorch implementation: torch.nn modules, NCHW tensors, eager training loop."""

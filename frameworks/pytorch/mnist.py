@@ -1,0 +1,116 @@
+"""The MNIST CNN in PyTorch: torch.nn layers, NCHW tensors, an eager training loop."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.config import MnistConfig, RunConfig
+from common.data import Mnist, batch_order, chunks
+from common.recorder import Recorder
+from frameworks.pytorch.runtime import torch_device
+
+
+class Net(nn.Module):
+    """conv 1->24 5x5, ReLU, pool 2 -> conv 24->32 5x5, ReLU, pool 2 -> dense 1568->10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 24, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(24, 32, kernel_size=5, padding=2)
+        self.fc = nn.Linear(32 * 7 * 7, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), kernel_size=2)
+        x = torch.flatten(x, start_dim=1)  # NCHW flattens as C, H, W: the canonical fc order
+        return self.fc(x)
+
+
+def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str) -> Net:
+    """A Net in cfg.dtype on `device`, from canonical weights or PyTorch's own initialisers."""
+    model = Net().to(device=torch_device(device), dtype=getattr(torch, cfg.dtype))
+    if params is not None:
+        load_params(model, params)
+    return model
+
+
+def load_params(model: Net, params: dict[str, np.ndarray]) -> None:
+    """The canonical layout is PyTorch's own state_dict: no conversion needed."""
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in params.items()})
+
+
+def get_params(model: Net) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def make_optimizer(cfg: MnistConfig, model: Net) -> torch.optim.Optimizer:
+    """Every constant spelled out, so the three frameworks visibly use the same ones."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, dampening=0.0, nesterov=False
+        )
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+
+
+def loss_fn(model: Net, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy of the logits; PyTorch losses take (prediction, target)."""
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits
+
+
+def train_step(model: Net, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on one batch; returns the loss, still on the device."""
+    # Forward pass
+    loss, _ = loss_fn(model, x, y)
+    # Compute gradients
+    optimizer.zero_grad(set_to_none=True)  # PyTorch accumulates into .grad otherwise
+    loss.backward()
+    # Update weights
+    optimizer.step()
+    return loss.detach()
+
+
+def to_device(images: np.ndarray, labels: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copy a whole split to the device once; steps then index batches there."""
+    x = torch.from_numpy(images).unsqueeze(1)  # NCHW: the channel axis comes before H, W
+    return x.to(torch_device(device)), torch.from_numpy(labels).to(torch_device(device))
+
+
+@torch.no_grad()  # evaluation builds no autograd graph
+def predict(model: Net, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    """Logits for every row of x (the last batch may be smaller: nothing is dropped)."""
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).cpu().numpy()
+
+
+def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> dict[str, np.ndarray]:
+    """Logits, loss and gradients of the untrained model on one batch, without an update."""
+    x, y = to_device(images, labels, device)
+    loss, logits = loss_fn(model, x, y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    names = [name for name, _ in model.named_parameters()]
+    return {
+        "logits": logits.detach().cpu().numpy(),
+        "loss": loss.detach().cpu().numpy(),
+        **{f"grad/{n}": g.cpu().numpy() for n, g in zip(names, grads, strict=True)},
+    }
+
+
+def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: str) -> None:
+    """Train for cfg.mnist.epochs on the shared batch order, scoring the test set each epoch."""
+    m = cfg.mnist
+    optimizer = make_optimizer(m, model)
+    x_train, y_train = to_device(data.train_images, data.train_labels, device)
+    x_test, _ = to_device(data.test_images, data.test_labels, device)
+    for epoch in range(m.epochs):
+        order = batch_order(len(y_train), m.batch_size, cfg.seed, epoch)
+        start = time.perf_counter()
+        for chunk in chunks(order, m.log_every):
+            losses = [train_step(model, optimizer, x_train[idx], y_train[idx]) for idx in chunk]
+            recorder.steps(torch.stack(losses).cpu().numpy())  # one host read per chunk
+        seconds = time.perf_counter() - start
+        recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))

@@ -1,0 +1,33 @@
+"""Device, threads and numerics profile for PyTorch, set before any tensor is made."""
+
+from __future__ import annotations
+
+import torch
+
+from common.config import RunConfig
+
+
+def configure(cfg: RunConfig) -> str:
+    """Apply the run's device and profile; return the device name for results.json."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    use_gpu = cfg.device != "cpu" and torch.cuda.is_available()
+    if cfg.device == "gpu" and not use_gpu:
+        raise RuntimeError("--device gpu: PyTorch sees no CUDA device")
+    if use_gpu and cfg.profile == "strict":
+        # PyTorch lets cuDNN convolutions use TF32 by default; parity needs full fp32.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True)  # needs CUBLAS_WORKSPACE_CONFIG (set by the launcher)
+    torch.manual_seed(cfg.seed)  # only --init native draws from it
+    return f"cuda:0 ({torch.cuda.get_device_name(0)})" if use_gpu else "cpu"
+
+
+def torch_device(device: str) -> torch.device:
+    return torch.device("cuda" if device.startswith("cuda") else "cpu")
+
+
+def versions() -> dict[str, str]:
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU"
+    return {"version": torch.__version__, "build": build}

@@ -1,0 +1,1 @@
+"""TensorFlow implementation: Keras layers, NHWC tensors, a GradientTape step in tf.function."""

@@ -1,0 +1,137 @@
+"""The MNIST CNN in TensorFlow: Keras layers, NHWC tensors, a GradientTape step in tf.function."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from common.config import MnistConfig, RunConfig
+from common.data import Mnist, batch_order, chunks
+from common.layout import from_nhwc, to_nhwc
+from common.recorder import Recorder
+
+LAYERS = ("conv1", "conv2", "fc")
+
+
+class Net(tf.keras.Model):
+    """conv 1->24 5x5, ReLU, pool 2 -> conv 24->32 5x5, ReLU, pool 2 -> dense 1568->10."""
+
+    def __init__(self, dtype: str) -> None:
+        super().__init__(dtype=dtype)
+        # Keras's Conv2D defaults to padding="valid": "same" pads 2 on each side for 5x5.
+        self.conv1 = tf.keras.layers.Conv2D(24, 5, padding="same", activation="relu", dtype=dtype)
+        self.pool1 = tf.keras.layers.MaxPooling2D(2, dtype=dtype)
+        self.conv2 = tf.keras.layers.Conv2D(32, 5, padding="same", activation="relu", dtype=dtype)
+        self.pool2 = tf.keras.layers.MaxPooling2D(2, dtype=dtype)
+        self.flatten = tf.keras.layers.Flatten(dtype=dtype)  # NHWC flattens as H, W, C
+        self.fc = tf.keras.layers.Dense(10, dtype=dtype)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        x = self.pool1(self.conv1(x))
+        x = self.pool2(self.conv2(x))
+        x = self.flatten(x)
+        return self.fc(x)
+
+
+def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str) -> Net:
+    """A Net in cfg.dtype, from canonical weights or Keras's own initialisers."""
+    model = Net(cfg.dtype)
+    model(np.zeros((1, 28, 28, 1), dtype=cfg.dtype))  # Keras creates weights on the first call
+    if params is not None:
+        load_params(model, params)
+    return model
+
+
+def load_params(model: Net, params: dict[str, np.ndarray]) -> None:
+    """Canonical (OIHW, C*H*W fc columns) -> Keras (HWIO, H*W*C fc rows)."""
+    for name, (kernel, bias) in to_nhwc(params).items():
+        getattr(model, name).set_weights([kernel, bias])
+
+
+def get_params(model: Net) -> dict[str, np.ndarray]:
+    return from_nhwc({name: getattr(model, name).get_weights() for name in LAYERS})
+
+
+def make_optimizer(cfg: MnistConfig, model: Net) -> tf.keras.optimizers.Optimizer:
+    """Every constant spelled out, so the three frameworks visibly use the same ones."""
+    if cfg.optimizer == "sgd":
+        # Keras keeps v = m*v - lr*g and steps +v; PyTorch and Optax keep v = m*v + g and
+        # step -lr*v: the same updates for a constant learning rate.
+        optimizer = tf.keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum, nesterov=False)
+    else:
+        # Keras adds epsilon to sqrt(v) before bias correction ("epsilon hat"): the same
+        # value as PyTorch's eps acts larger early on (docs/differences.md).
+        optimizer = tf.keras.optimizers.Adam(
+            learning_rate=cfg.lr, beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.eps, amsgrad=False
+        )
+    optimizer.build(model.trainable_variables)  # slot variables must exist before tf.function
+    return optimizer
+
+
+def loss_fn(model: Net, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean cross-entropy of the logits; Keras losses take (target, prediction)."""
+    logits = model(x, training=True)
+    losses = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    return tf.reduce_mean(losses), logits
+
+
+@tf.function  # traced once into a graph; later calls run it without Python
+def train_step(model: Net, optimizer: tf.keras.optimizers.Optimizer, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """One optimizer step on one batch; returns the loss, still on the device."""
+    with tf.GradientTape() as tape:
+        # Forward pass
+        loss, _ = loss_fn(model, x, y)
+    # Compute gradients
+    grads = tape.gradient(loss, model.trainable_variables)
+    # Update weights
+    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    return loss
+
+
+def to_device(images: np.ndarray, labels: np.ndarray, device: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """Copy a whole split to the device once; steps then gather batches there."""
+    x = tf.constant(images[..., np.newaxis])  # NHWC: the channel axis comes last
+    return x, tf.constant(labels)
+
+
+@tf.function  # one graph per batch shape instead of eager op-by-op dispatch
+def forward(model: Net, x: tf.Tensor) -> tf.Tensor:
+    return model(x, training=False)
+
+
+def predict(model: Net, x: tf.Tensor, batch_size: int) -> np.ndarray:
+    """Logits for every row of x (the last batch may be smaller: nothing is dropped)."""
+    return np.concatenate([forward(model, x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)])
+
+
+def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> dict[str, np.ndarray]:
+    """Logits, loss and gradients of the untrained model on one batch, without an update."""
+    x, y = to_device(images, labels, device)
+    layers = {name: (getattr(model, name).kernel, getattr(model, name).bias) for name in LAYERS}
+    with tf.GradientTape() as tape:
+        loss, logits = loss_fn(model, x, y)
+    grads = tape.gradient(loss, layers)  # same nested structure as `layers`
+    numpy_grads = {name: (k.numpy(), b.numpy()) for name, (k, b) in grads.items()}
+    return {
+        "logits": logits.numpy(),
+        "loss": loss.numpy(),
+        **{f"grad/{n}": g for n, g in from_nhwc(numpy_grads).items()},
+    }
+
+
+def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: str) -> None:
+    """Train for cfg.mnist.epochs on the shared batch order, scoring the test set each epoch."""
+    m = cfg.mnist
+    optimizer = make_optimizer(m, model)
+    x_train, y_train = to_device(data.train_images, data.train_labels, device)
+    x_test, _ = to_device(data.test_images, data.test_labels, device)
+    for epoch in range(m.epochs):
+        order = batch_order(len(y_train), m.batch_size, cfg.seed, epoch)
+        start = time.perf_counter()
+        for chunk in chunks(order, m.log_every):
+            losses = [train_step(model, optimizer, tf.gather(x_train, idx), tf.gather(y_train, idx)) for idx in chunk]
+            recorder.steps(tf.stack(losses).numpy())  # one host read per chunk
+        seconds = time.perf_counter() - start
+        recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))

@@ -1,0 +1,36 @@
+"""Device, threads and numerics profile for TensorFlow, set before any op runs."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from common.config import RunConfig
+
+
+def configure(cfg: RunConfig) -> str:
+    """Apply the run's device and profile; return the device name for results.json."""
+    if cfg.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    if cfg.device == "cpu" and gpus:
+        tf.config.set_visible_devices([], "GPU")
+        gpus = []
+    if cfg.device == "gpu" and not gpus:
+        raise RuntimeError("--device gpu: TensorFlow sees no GPU")
+    if gpus:
+        tf.config.experimental.set_memory_growth(gpus[0], True)  # leave memory to measure peaks
+    if gpus and cfg.profile == "strict":
+        # TensorFlow runs fp32 matmuls and convolutions in TF32 on Ampere+ by default.
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        tf.config.experimental.enable_op_determinism()
+    tf.keras.utils.set_random_seed(cfg.seed)  # only --init native draws from it
+    if gpus:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        return f"gpu:0 ({name})"
+    return "cpu"
+
+
+def versions() -> dict[str, str]:
+    info = tf.sysconfig.get_build_info()
+    build = f"CUDA {info['cuda_version']}" if info.get("is_cuda_build") else "CPU"
+    return {"version": tf.__version__, "build": f"{build}, Keras {tf.keras.__version__}"}

@@ -1,0 +1,127 @@
+"""One framework, one process: `python -m frameworks.worker FRAMEWORK JOB.json RESULT.json`.
+
+compare.py starts one worker per framework so that frameworks never share a GPU, a thread
+pool or a crash. The worker only wires things together: it imports the named framework's
+package, hands it the shared data, weights and config, and writes the run's entry for
+results.json (atomically) with the measurements done by `common`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import resource
+import sys
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from common.config import RunConfig
+from common.data import PLANE_POINTS, Mnist, batch_order, load_mnist, resolve_data_dir, training_subset
+from common.errors import UserError
+from common.io import atomic_save_npz, atomic_write_json
+from common.metrics import accuracy, cross_entropy, plane_loss
+from common.recorder import NonFiniteLoss, Recorder
+from common.weights import load_canonical, mnist_init, save_canonical
+
+
+def run_plane(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
+    plane = importlib.import_module(f"{fw.__name__}.plane")
+    trajectory = plane.fit_plane(cfg, device)
+    losses = [plane_loss(a, b, PLANE_POINTS) for a, b in trajectory]
+    a, b = trajectory[-1]
+    return {"a": a, "b": b, "final_loss": losses[-1], "losses": losses, "trajectory": trajectory}
+
+
+def load_data(cfg: RunConfig) -> Mnist:
+    """The shared data in the run's dtype, cut to --train-limit."""
+    data = load_mnist(resolve_data_dir(cfg.data_dir), cfg.mnist.dtype)
+    subset = training_subset(len(data.train_labels), cfg.mnist.train_limit, cfg.seed)
+    return Mnist(data.train_images[subset], data.train_labels[subset], data.test_images, data.test_labels)
+
+
+def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
+    mnist = importlib.import_module(f"{fw.__name__}.mnist")
+    name = fw.__name__.rsplit(".", 1)[1]
+    data = load_data(cfg)
+    m = cfg.mnist
+    if m.eval_params:
+        return evaluate_params(cfg, mnist, data, device, name)
+    if cfg.benchmark:
+        bench = importlib.import_module(f"{fw.__name__}.bench")
+        return bench.benchmark(cfg, mnist_init(cfg.seed), data, device)
+    init = mnist_init(cfg.seed) if m.init == "shared" else None
+    model = mnist.create_model(m, init, device)
+    if init is not None:  # the first training batch, for the first-step parity checks
+        idx = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
+        probe = mnist.probe(model, data.train_images[idx], data.train_labels[idx], device)
+        atomic_save_npz(cfg.out_dir / "probes" / f"{name}.npz", probe)
+    steps_per_epoch = len(data.train_labels) // m.batch_size
+    recorder = Recorder(name, data.test_labels, m.epochs, steps_per_epoch, m.batch_size, cfg.quiet)
+    try:
+        mnist.train(cfg, model, data, recorder, device)
+    finally:
+        recorder.close()
+    params_path = cfg.out_dir / "params" / f"{name}.npz"
+    save_canonical(params_path, mnist.get_params(model))
+    return {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir))}
+
+
+def evaluate_params(cfg: RunConfig, mnist: ModuleType, data: Mnist, device: str, name: str) -> dict[str, Any]:
+    """Score a canonical checkpoint on all 10,000 test images; keep the logits for parity."""
+    params = {k: v.astype(cfg.mnist.dtype) for k, v in load_canonical(cfg.mnist.eval_params).items()}
+    model = mnist.create_model(cfg.mnist, params, device)
+    x_test, _ = mnist.to_device(data.test_images, data.test_labels, device)
+    logits = mnist.predict(model, x_test, cfg.mnist.eval_batch_size)
+    atomic_save_npz(cfg.out_dir / "logits" / f"{name}.npz", {"logits": logits})
+    return {
+        "test_accuracy": accuracy(logits, data.test_labels),
+        "test_loss": cross_entropy(logits, data.test_labels),
+        "logits": str(Path("logits") / f"{name}.npz"),
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(framework: str, cfg: RunConfig) -> dict[str, Any]:
+    entry: dict[str, Any] = {"framework": framework, "status": "failed", "device": None}
+    start = time.perf_counter()
+    try:
+        fw = importlib.import_module(f"frameworks.{framework}")
+        runtime = importlib.import_module(f"frameworks.{framework}.runtime")
+        entry.update(runtime.versions())
+        entry["device"] = runtime.configure(cfg)
+        task = run_plane if cfg.task == "plane" else run_mnist
+        entry.update(task(cfg, fw, entry["device"]))
+        entry["status"] = "ok"
+    except (UserError, NonFiniteLoss) as exc:
+        entry["error"] = str(exc)
+    except MemoryError:
+        entry["error"] = "out of memory; lower --batch-size"
+    except Exception as exc:  # noqa: BLE001 - any framework fault is recorded, not raised
+        traceback.print_exc(file=sys.stderr)
+        entry["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    entry["wall_seconds"] = time.perf_counter() - start
+    entry["peak_rss_mb"] = peak_rss_mb()
+    return entry
+
+
+def main(argv: list[str]) -> int:
+    framework, job_path, result_path = argv
+    cfg = RunConfig.from_dict(json.loads(Path(job_path).read_text()))
+    cfg = replace(cfg, frameworks=(framework,))
+    entry = run(framework, cfg)
+    atomic_write_json(Path(result_path), entry)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
