@@ -1,0 +1,42 @@
+# Two commands: `make run` and `make test`. Each sets up what is missing first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: run test data lint format bench plane clean
+
+run: $(STAMP) data
+	$(PY) compare.py --task mnist $(ARGS)
+
+test: $(STAMP) data
+	$(PY) -m pytest $(ARGS)
+
+plane: $(STAMP)
+	$(PY) compare.py --task plane $(ARGS)
+
+bench: $(STAMP) data
+	$(PY) compare.py --task mnist --benchmark $(ARGS)
+
+# The venv is rebuilt when the pins change. constraints.txt pins every package (CPU builds);
+# torch==2.13.0 here is the CPU wheel. GPU users: see README, "GPU".
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[all,dev]"
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m common.fetch
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

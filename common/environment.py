@@ -1,0 +1,56 @@
+"""The machine a run happened on, recorded with every result."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_info() -> list[dict[str, str]]:
+    """NVIDIA GPUs as nvidia-smi lists them (name, driver); empty when there is none."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [[c.strip() for c in line.split(",")] for line in out.strip().splitlines() if line.strip()]
+    return [{"name": r[0], "driver": r[1], "memory": r[2]} for r in rows if len(r) == 3]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def describe(threads: int) -> dict[str, Any]:
+    """Python, OS, CPU, cores, threads and GPUs; each framework adds its own version."""
+    return {
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "threads": threads or usable_cores(),
+        "gpus": gpu_info(),
+        "frameworks": {},
+    }

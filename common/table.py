@@ -1,0 +1,83 @@
+"""Side-by-side tables of a results document, as terminal text or Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLANE_COLUMNS = ("framework", "version", "device", "a", "b", "final loss", "above optimum", "seconds")
+MNIST_COLUMNS = (
+    "framework",
+    "version",
+    "device",
+    "final train loss",
+    "test loss",
+    "test accuracy",
+    "train s",
+    "images/s",
+)
+EVAL_COLUMNS = ("framework", "version", "device", "test loss", "test accuracy")
+CHECK_COLUMNS = ("check", "value", "tolerance", "result", "worst pair")
+
+
+def num(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def run_row(doc: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    head = [run["framework"], run.get("version") or "-", run.get("device") or "-"]
+    if run["status"] != "ok":
+        return head + [f"{run['status']}: {run.get('error', '')}"]
+    if doc["task"] == "plane":
+        gap = run["final_loss"] / doc["optimum"]["loss"] - 1
+        return head + [
+            f"{run['a']:.5f}",
+            f"{run['b']:.5f}",
+            f"{run['final_loss']:.6f}",
+            f"{100 * gap:.3f}%",
+            f"{run['wall_seconds']:.1f}",
+        ]
+    if doc["config"]["mnist"].get("eval_params"):
+        return head + [f"{run['test_loss']:.5f}", f"{100 * run['test_accuracy']:.2f}%"]
+    return head + [
+        f"{run['final_loss']:.5f}",
+        f"{run['test_loss']:.5f}",
+        f"{100 * run['test_accuracy']:.2f}%",
+        f"{run['train_seconds']:.1f}",
+        num(run.get("images_per_second"), ",.0f"),
+    ]
+
+
+def runs_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
+    if doc["task"] == "plane":
+        columns = PLANE_COLUMNS
+    elif doc["config"]["mnist"].get("eval_params"):
+        columns = EVAL_COLUMNS
+    else:
+        columns = MNIST_COLUMNS
+    return columns, [run_row(doc, r) for r in doc["runs"]]
+
+
+def checks_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
+    rows = [
+        [c["name"], f"{c['value']:.3g}", f"{c['tolerance']:.3g}", "pass" if c["passed"] else "FAIL", c.get("detail", "")]
+        for c in doc["parity"]["checks"]
+    ]
+    return CHECK_COLUMNS, rows
+
+
+def text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    """Aligned columns; a row shorter than the header (a failed run) runs on past them."""
+    widths = [max([len(c)] + [len(r[i]) for r in rows if i < len(r) and len(r) == len(columns)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip())
+    return "\n".join(lines)
+
+
+def markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = r + [""] * (len(columns) - len(r))
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""Run one task in PyTorch, TensorFlow and JAX side by side and say whether they agree.
+
+    python compare.py --task mnist              # train all three, table + parity verdict
+    python compare.py --task plane              # the five-point plane fit
+    python compare.py --task mnist --benchmark  # steady-state speed instead of accuracy
+    python compare.py --report runs/mnist-...   # re-render report.md and curves.png
+
+Exit codes: 0 all frameworks ran and every parity check passed; 1 a check or a framework
+failed; 2 bad usage or bad input (one line on stderr, never a traceback); 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from common import environment, launch, parity, results, table
+from common.config import FRAMEWORKS, TASKS, BenchConfig, MnistConfig, PlaneConfig, RunConfig
+from common.data import PLANE_POINTS, resolve_data_dir
+from common.errors import UserError
+from common.metrics import plane_optimum
+
+N_TRAIN = 60_000
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line and exit 2, instead of argparse's usage block."""
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def make_parser() -> Parser:
+    p = Parser(description="Compare PyTorch, TensorFlow and JAX on one task.")
+    p.add_argument("--task", choices=TASKS, default="mnist")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: all three)")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--fast", action="store_true", help="GPU: allow TF32 and non-deterministic kernels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output directory (default runs/<task>-<timestamp>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory's results")
+    p.add_argument("--data-dir", help="directory holding the MNIST IDX files (default $MNIST_DIR, then the cache)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per framework (default: all cores)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds before a framework is stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--lr", type=float, help="learning rate (plane: 0.005, mnist: 0.05 SGD / 0.001 Adam)")
+    p.add_argument("--steps", type=int, help="plane: gradient-descent iterations (default 5000)")
+    p.add_argument("--epochs", type=int, help="mnist: epochs (default 2)")
+    p.add_argument("--batch-size", type=int, help="mnist: training batch size (default 100)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="mnist: SGD with momentum 0.9, or Adam")
+    p.add_argument("--train-limit", type=int, help="mnist: use the first N examples of the shuffled training set")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="mnist: default float32")
+    p.add_argument("--init", choices=("shared", "native"), default="shared", help="mnist: shared weights or each framework's own")
+    p.add_argument("--eval-params", metavar="FILE", help="mnist: score this canonical .npz in every framework")
+    p.add_argument("--benchmark", action="store_true", help="mnist: time training steps instead of training")
+    p.add_argument("--report", metavar="DIR", help="re-render report.md and curves.png from DIR/results.json")
+    return p
+
+
+def positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise UserError(f"{name} must be positive, got {value:g}")
+
+
+def parse_frameworks(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in FRAMEWORKS]
+    if unknown or not names:
+        raise UserError(f"unknown framework {','.join(unknown) or text!r}; choose from {', '.join(FRAMEWORKS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """Validate the arguments once and freeze them; nothing downstream sees argparse."""
+    for name in ("lr", "steps", "epochs", "batch_size", "train_limit", "timeout"):
+        positive("--" + name.replace("_", "-"), getattr(args, name))
+    if args.threads < 0:
+        raise UserError(f"--threads must be 0 (all cores) or positive, got {args.threads}")
+    mnist = MnistConfig(optimizer=args.optimizer, init=args.init)
+    lr = args.lr or (0.001 if args.optimizer == "adam" else mnist.lr)
+    mnist = MnistConfig(
+        epochs=args.epochs or mnist.epochs,
+        batch_size=args.batch_size or mnist.batch_size,
+        lr=lr,
+        optimizer=args.optimizer,
+        train_limit=args.train_limit,
+        dtype=args.dtype or mnist.dtype,
+        init=args.init,
+        eval_params=str(Path(args.eval_params).resolve()) if args.eval_params else None,
+    )
+    n_train = min(args.train_limit or N_TRAIN, N_TRAIN)
+    if mnist.batch_size > n_train:
+        raise UserError(f"--batch-size {mnist.batch_size} is larger than the training set ({n_train} examples)")
+    plane = PlaneConfig()
+    plane = PlaneConfig(lr=args.lr or plane.lr, steps=args.steps or plane.steps)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or f"runs/{args.task}-{'bench-' if args.benchmark else ''}{stamp}"
+    return RunConfig(
+        task=args.task,
+        frameworks=parse_frameworks(args.frameworks),
+        device=args.device,
+        fast=args.fast,
+        seed=args.seed,
+        out=str(Path(out).resolve()),
+        data_dir=str(resolve_data_dir(args.data_dir)) if args.task == "mnist" else args.data_dir,
+        threads=args.threads,
+        timeout=args.timeout,
+        quiet=args.quiet or not sys.stderr.isatty(),
+        benchmark=args.benchmark,
+        plane=plane,
+        mnist=mnist,
+        bench=BenchConfig(),
+    )
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Refuse to mix two runs in one directory unless --overwrite says so."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory")
+    if (out / "results.json").exists() and not overwrite:
+        raise UserError(f"--out {out} already holds results.json; pass --overwrite or choose another directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create it ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: not writable; choose another directory")
+
+
+def assemble(cfg: RunConfig, env: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if cfg.task == "plane":
+        extra["optimum"] = plane_optimum(PLANE_POINTS)
+        verdict = parity.plane_parity(runs, extra["optimum"])
+    elif cfg.benchmark:
+        verdict = parity.verdict([], note="benchmark mode: timings only, no parity checks")
+    else:
+        verdict = parity.mnist_parity(cfg, runs)
+    return results.build(cfg.task, cfg.to_dict(), env, runs, verdict, profile=cfg.profile, **extra)
+
+
+def summary(doc: dict[str, Any]) -> str:
+    lines = [table.text(*table.runs_table(doc))]
+    if doc["parity"]["checks"] or doc["parity"]["note"]:
+        lines += ["", f"Parity ({doc['parity']['note']})" if doc["parity"]["note"] else "Parity"]
+        if doc["parity"]["checks"]:
+            lines.append(table.text(*table.checks_table(doc)))
+    return "\n".join(lines)
+
+
+def exit_code(doc: dict[str, Any]) -> int:
+    all_ok = all(r["status"] == "ok" for r in doc["runs"])
+    return 0 if all_ok and doc["parity"]["passed"] else 1
+
+
+def run(cfg: RunConfig) -> int:
+    if cfg.task == "mnist":
+        from common.fetch import fetch_mnist
+
+        fetch_mnist(Path(cfg.data_dir), quiet=True)
+    env = environment.describe(cfg.threads)
+    interrupted = False
+    try:
+        runs = launch.run_all(cfg)
+    except launch.Interrupted as stop:
+        runs, interrupted = stop.runs, True
+    doc = assemble(cfg, env, runs)
+    path = results.write(cfg.out_dir, doc)
+    print(summary(doc))
+    verdict = "AGREE" if doc["parity"]["passed"] else "DISAGREE"
+    print(f"\n{verdict}; results in {path}")
+    return 130 if interrupted else exit_code(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        cfg = build_config(args)
+        prepare_output(cfg.out_dir, args.overwrite)
+        return run(cfg)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
