@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from common import environment, launch, parity, results, table
+from common import benchmark, environment, launch, parity, report, results, table
 from common.config import FRAMEWORKS, TASKS, BenchConfig, MnistConfig, PlaneConfig, RunConfig
 from common.data import PLANE_POINTS, resolve_data_dir
 from common.errors import UserError
+from common.io import atomic_write_json
 from common.metrics import plane_optimum
 
 N_TRAIN = 60_000
@@ -169,15 +170,33 @@ def run(cfg: RunConfig) -> int:
         runs, interrupted = stop.runs, True
     doc = assemble(cfg, env, runs)
     path = results.write(cfg.out_dir, doc)
+    if cfg.benchmark:
+        bench = benchmark.summarise(doc)
+        atomic_write_json(cfg.out_dir / "bench.json", bench)
+        print(benchmark.table(bench))
+        print(f"\nbench.json and results.json in {cfg.out_dir}")
+        return 130 if interrupted else int(not all(r["status"] == "ok" for r in runs))
+    report.write_report(doc, cfg.out_dir)
     print(summary(doc))
     verdict = "AGREE" if doc["parity"]["passed"] else "DISAGREE"
-    print(f"\n{verdict}; results in {path}")
+    print(f"\n{verdict}; results, report.md and curves.png in {cfg.out_dir}")
     return 130 if interrupted else exit_code(doc)
+
+
+def rerender(directory: Path) -> int:
+    """--report DIR: report.md and curves.png again from results.json, without training."""
+    doc = results.load(directory)
+    out = directory if directory.is_dir() else directory.parent
+    for path in report.write_report(doc, out):
+        print(path)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
+        if args.report:
+            return rerender(Path(args.report))
         cfg = build_config(args)
         prepare_output(cfg.out_dir, args.overwrite)
         return run(cfg)
