@@ -24,6 +24,7 @@ from common.data import PLANE_POINTS, resolve_data_dir
 from common.errors import UserError
 from common.io import atomic_write_json
 from common.metrics import plane_optimum
+from common.weights import load_canonical
 
 N_TRAIN = 60_000
 
@@ -92,6 +93,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         init=args.init,
         eval_params=str(Path(args.eval_params).resolve()) if args.eval_params else None,
     )
+    if mnist.eval_params:
+        load_canonical(mnist.eval_params)  # refuse a bad checkpoint here, once, with exit 2
     n_train = min(args.train_limit or N_TRAIN, N_TRAIN)
     if mnist.batch_size > n_train:
         raise UserError(f"--batch-size {mnist.batch_size} is larger than the training set ({n_train} examples)")
