@@ -1,0 +1,97 @@
+"""Framework differences that are documented rather than removed (docs/differences.md)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.config import MnistConfig
+from tests.conftest import load_results, run_compare
+
+B1, B2, EPS, LR = 0.9, 0.999, 1e-8, 1e-3
+
+
+def one_adam_step(framework: str, grad: np.ndarray, eps: float) -> np.ndarray:
+    """The update of one Adam step from w = 0 with gradient `grad`, in float64."""
+    if framework == "pytorch":
+        import torch
+
+        w = torch.zeros(len(grad), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([w], lr=LR, betas=(B1, B2), eps=eps)
+        w.grad = torch.tensor(grad)
+        opt.step()
+        return w.detach().numpy()
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        w = tf.Variable(np.zeros(len(grad)))
+        opt = tf.keras.optimizers.Adam(learning_rate=LR, beta_1=B1, beta_2=B2, epsilon=eps)
+        opt.apply_gradients([(tf.constant(grad), w)])
+        return w.numpy()
+    import optax
+
+    tx = optax.adam(LR, b1=B1, b2=B2, eps=eps, eps_root=0.0)
+    w = np.zeros(len(grad))
+    updates, _ = tx.update(grad, tx.init(w), w)
+    return w + np.asarray(updates)
+
+
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_keras_adam_epsilon_is_epsilon_hat() -> None:
+    """Keras adds epsilon before bias correction: with the same eps, small gradients move less.
+
+    Keras: w -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v)+eps); PyTorch and Optax:
+    w -= lr/(1-b1^t) * m/(sqrt(v)/sqrt(1-b2^t)+eps). Keras's eps equals PyTorch's
+    eps*sqrt(1-b2^t), a factor that changes every step, so no constant makes them agree.
+    """
+    grad = np.array([1e-9, 1e-7, 1e-3, 1.0])  # eps matters only when |g| is near it
+    torch_step = one_adam_step("pytorch", grad, EPS)
+    optax_step = one_adam_step("jax", grad, EPS)
+    keras_step = one_adam_step("tensorflow", grad, EPS)
+    # Optax (float32 here: JAX without x64) and Keras (its learning rate and beta powers are
+    # float32 variables even for float64 weights) agree with PyTorch to float32 rounding only.
+    f32 = 2e-5
+    np.testing.assert_allclose(optax_step, torch_step, rtol=f32)  # PyTorch and Optax: same rule
+    assert abs(keras_step[0]) < abs(torch_step[0]) / 20  # tiny gradient: Keras's eps dominates
+    np.testing.assert_allclose(keras_step[3], torch_step[3], rtol=f32)  # large gradient: same
+    # Keras with eps matches PyTorch with eps / sqrt(1 - b2^t) at t = 1:
+    np.testing.assert_allclose(keras_step, one_adam_step("pytorch", grad, EPS / np.sqrt(1 - B2)), rtol=f32)
+
+
+@pytest.mark.slow
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_adam_runs_still_agree_on_mnist(tmp_path: Path) -> None:
+    """MNIST gradients are far above 1e-8, so the epsilon difference stays below the checks."""
+    out = tmp_path / "adam"
+    proc = run_compare("--optimizer", "adam", "--train-limit", "2000", "--epochs", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = load_results(out)
+    assert doc["config"]["mnist"]["lr"] == 0.001 and doc["config"]["mnist"]["eps"] == 1e-8
+    assert doc["parity"]["passed"]
+
+
+def native_params(framework: str) -> dict[str, np.ndarray]:
+    mnist = importlib.import_module(f"frameworks.{framework}.mnist")
+    return mnist.get_params(mnist.create_model(MnistConfig(), None, "cpu"))
+
+
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_native_initialisers_differ() -> None:
+    """--init native: PyTorch U(+-1/sqrt(fan_in)) with random bias, Keras Glorot uniform and
+    zero bias, Flax LeCun normal and zero bias; conv1 has fan_in 25 and fan_out 600."""
+    torch_p, keras_p, flax_p = (native_params(f) for f in ("pytorch", "tensorflow", "jax"))
+    fan_in, fan_out = 25, 24 * 25
+    assert np.std(torch_p["conv1.weight"]) == pytest.approx(1 / np.sqrt(fan_in) / np.sqrt(3), rel=0.1)
+    assert np.std(keras_p["conv1.weight"]) == pytest.approx(np.sqrt(2 / (fan_in + fan_out)), rel=0.1)
+    assert np.std(flax_p["conv1.weight"]) == pytest.approx(1 / np.sqrt(fan_in), rel=0.1)
+    assert np.any(torch_p["conv1.bias"] != 0)
+    assert not np.any(keras_p["conv1.bias"]) and not np.any(flax_p["conv1.bias"])
