@@ -27,7 +27,7 @@ def test_unknown_task() -> None:
 
 def test_unknown_framework() -> None:
     assert refused("--task", "plane", "--frameworks", "torch,jax") == (
-        "error: unknown framework torch; choose from pytorch, tensorflow, jax"
+        "error: unknown framework 'torch'; choose from pytorch, tensorflow, jax"
     )
 
 
