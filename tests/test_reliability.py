@@ -1,0 +1,174 @@
+"""Faults in one framework, bad data, Ctrl-C and reruns (docs/reliability.md lists each case)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import compare
+from common import launch
+from common.config import RunConfig
+from common.data import MNIST_FILES
+from tests.conftest import ROOT, load_results, run_compare, runs_by_framework
+
+
+def fake_torch(tmp_path: Path, body: str) -> dict[str, str]:
+    """An environment whose `import torch` runs `body` instead: a crash, a hang, no memory."""
+    package = tmp_path / "fake" / "torch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(body)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(tmp_path / "fake")
+    return env
+
+
+def compare_with_env(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), "--quiet", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "worker killed by SIGKILL (out of memory?)"),
+        ("raise MemoryError\n", "out of memory; lower --batch-size"),
+        ("raise ImportError('libtorch.so: cannot open shared object file')\n", "ImportError: libtorch.so"),
+    ],
+    ids=["killed", "out-of-memory", "broken-install"],
+)
+def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, error: str) -> None:
+    out = tmp_path / "run"
+    proc = compare_with_env(fake_torch(tmp_path, body), "--task", "plane", "--frameworks", "pytorch,jax", "--out", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    runs = runs_by_framework(load_results(out))
+    assert runs["pytorch"]["status"] == "failed"
+    assert runs["pytorch"]["error"].startswith(error)
+    assert runs["jax"]["status"] == "ok"
+    assert "failed: " + error in proc.stdout
+
+
+@pytest.mark.jax
+def test_a_hanging_framework_is_stopped_after_the_timeout(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = fake_torch(tmp_path, "import time\ntime.sleep(600)\n")
+    start = time.monotonic()
+    proc = compare_with_env(env, "--task", "plane", "--frameworks", "pytorch,jax", "--timeout", "5", "--out", str(out))
+    assert time.monotonic() - start < 120
+    assert proc.returncode == 1
+    runs = runs_by_framework(load_results(out))
+    assert runs["pytorch"] == {**runs["pytorch"], "status": "failed", "error": "timed out after 5 s (raise --timeout)"}
+    assert runs["jax"]["status"] == "ok"
+
+
+def test_a_framework_that_is_not_installed_is_skipped_with_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launch, "missing_modules", lambda framework: ["flax"])
+    cfg = RunConfig(task="plane", frameworks=("jax",), out=str(tmp_path))
+    [entry] = launch.run_all(cfg)
+    assert entry["status"] == "skipped"
+    assert entry["error"] == 'flax not installed; install with: pip install -c constraints.txt -e ".[jax]"'
+
+
+@pytest.mark.jax
+def test_ctrl_c_records_what_finished_and_leaves_valid_results(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = fake_torch(tmp_path, "import time\ntime.sleep(600)\n")
+    cmd = [sys.executable, str(ROOT / "compare.py"), "--quiet", "--task", "plane", "--out", str(out)]
+    cmd += ["--frameworks", "jax,pytorch,tensorflow"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "runs" / "jax.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the pytorch worker is now hanging in `import torch`
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    runs = runs_by_framework(load_results(out))
+    assert runs["jax"]["status"] == "ok"
+    assert runs["pytorch"]["status"] == "interrupted"
+    assert runs["tensorflow"]["status"] == "interrupted"
+
+
+@pytest.mark.slow
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_a_diverging_loss_fails_with_the_step_named(tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    proc = run_compare("--lr", "1e6", "--train-limit", "1000", "--epochs", "1", "--out", str(out))
+    assert proc.returncode == 1
+    for framework, run in runs_by_framework(load_results(out)).items():
+        assert run["status"] == "failed", framework
+        assert run["error"].startswith("loss became "), run["error"]
+        assert " at step " in run["error"] and run["error"].endswith("; lower --lr")
+
+
+@pytest.mark.slow
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_the_same_command_twice_gives_the_same_numbers(tmp_path: Path) -> None:
+    """On the CPU every framework is deterministic: identical losses, accuracies and weights."""
+    args = ("--train-limit", "2000", "--epochs", "1")
+    docs = []
+    for name in ("first", "second"):
+        proc = run_compare(*args, "--out", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        docs.append(runs_by_framework(load_results(tmp_path / name)))
+    for framework in ("pytorch", "tensorflow", "jax"):
+        first, second = docs[0][framework], docs[1][framework]
+        assert first["step_losses"] == second["step_losses"], framework
+        assert first["test_accuracy"] == second["test_accuracy"], framework
+        assert first["peak_rss_mb"] > 0
+        with np.load(tmp_path / "first" / first["params"]) as a, np.load(tmp_path / "second" / second["params"]) as b:
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{framework} {key}")
+
+
+def test_damaged_data_files_exit_2_with_the_file_named(tmp_path: Path) -> None:
+    for name in MNIST_FILES:
+        (tmp_path / name).write_bytes(b"\x00\x00\x08\x03 truncated")
+    proc = run_compare("--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path}/train-images-idx3-ubyte: SHA-256 mismatch (expected ")
+    assert line.endswith("delete it and rerun to fetch it again, or replace it with the original IDX file")
+
+
+def test_unreadable_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """(Root reads everything, so the permission answer is faked in-process.)"""
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert compare.main(["--data-dir", str(tmp_path), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: --data-dir {tmp_path}: not readable; fix its permissions\n"
+
+
+def test_unwritable_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: real_access(path, mode) and Path(path) != tmp_path / "o")
+    assert compare.main(["--task", "plane", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'o'}: not writable; choose another directory\n"
+
+
+def test_results_are_written_atomically(tmp_path: Path) -> None:
+    """No temporary file is left behind, and the JSON is complete."""
+    from common.io import atomic_write_json
+
+    atomic_write_json(tmp_path / "results.json", {"x": np.float32(1.5), "y": np.arange(3)})
+    assert json.loads((tmp_path / "results.json").read_text()) == {"x": 1.5, "y": [0, 1, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
