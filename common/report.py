@@ -1,0 +1,186 @@
+"""report.md (paste into a GitHub issue) and curves.png, rendered from a results document.
+
+Everything printed comes from the document itself, so `compare.py --report DIR` re-renders
+a byte-identical report.md from results.json long after the run, on any machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from common import plots, table
+from common.io import atomic_write_bytes, atomic_write_text
+
+REPORT_NAME = "report.md"
+CURVES_NAME = "curves.png"
+
+
+def write_report(doc: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write report.md and, for training runs, curves.png into out_dir; return what was written."""
+    out_dir = Path(out_dir)
+    written = [out_dir / REPORT_NAME]
+    atomic_write_text(written[0], render_markdown(doc))
+    png = plots.render_curves(doc, config_line(doc))
+    if png is not None:
+        written.append(out_dir / CURVES_NAME)
+        atomic_write_bytes(written[1], png)
+    return written
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """The whole report as Markdown; deterministic for a given document."""
+    sections = [
+        f"## {title(doc)}",
+        f"**Configuration:** {config_line(doc)}",
+        "### Results\n\n" + runs_markdown(doc),
+    ]
+    if doc["task"] == "plane" and doc.get("optimum"):
+        sections.append(optimum_line(doc["optimum"]))
+    sections.append(parity_section(doc["parity"]))
+    sections.append("### Environment\n\n" + "\n".join(f"- {line}" for line in environment_lines(doc["environment"])))
+    return "\n\n".join(sections) + "\n"
+
+
+def mode(doc: dict[str, Any]) -> str:
+    """'plane', 'mnist', 'eval' (--eval-params) or 'benchmark': what the report has to show."""
+    if doc["task"] == "plane":
+        return "plane"
+    if doc["config"].get("benchmark"):
+        return "benchmark"
+    if doc["config"].get("mnist", {}).get("eval_params"):
+        return "eval"
+    return "mnist"
+
+
+def title(doc: dict[str, Any]) -> str:
+    suffix = {"benchmark": " (benchmark)", "eval": " (scoring one checkpoint)"}.get(mode(doc), "")
+    names = doc["config"].get("frameworks") or [r["framework"] for r in doc["runs"]]
+    return f"triptych: {doc['task']}{suffix}: {' vs '.join(names)}"
+
+
+def value(v: Any) -> str:
+    """A config value as typed: shortest exact form for floats, 'all' for an unset limit."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        short = f"{v:g}"
+        return short if float(short) == v else repr(float(v))
+    return str(v)
+
+
+def config_fields(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The (label, value) pairs that matter for this kind of run, in reading order."""
+    cfg = doc["config"]
+    if doc["task"] == "plane":
+        p = cfg["plane"]
+        return [("lr", p["lr"]), ("steps", p["steps"]), ("dtype", p["dtype"]), ("seed", cfg.get("seed"))]
+    m = cfg["mnist"]
+    where = [("seed", cfg.get("seed")), ("device", cfg.get("device")), ("profile", doc.get("profile"))]
+    if mode(doc) == "eval":
+        checkpoint = [("checkpoint", Path(m["eval_params"]).name), ("eval batch size", m.get("eval_batch_size"))]
+        return [*checkpoint, ("dtype", m["dtype"]), *where]
+    training = [("batch size", m["batch_size"]), ("lr", m["lr"]), ("optimizer", optimizer(m))]
+    numerics = [("dtype", m["dtype"]), ("init", m["init"])]
+    if mode(doc) == "benchmark":
+        b = cfg.get("bench", {})
+        timing = [("warmup steps", b.get("warmup_steps")), ("timed", windows(b))]
+        return [*training, *numerics, *timing, *where]
+    limit = m["train_limit"] if m.get("train_limit") is not None else "all"
+    return [("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *where]
+
+
+def optimizer(m: dict[str, Any]) -> str:
+    if m.get("optimizer") == "sgd" and m.get("momentum") is not None:
+        return f"sgd (momentum {value(m['momentum'])})"
+    return str(m.get("optimizer"))
+
+
+def windows(b: dict[str, Any]) -> str:
+    return f"{value(b.get('windows'))} x {value(b.get('window_steps'))} steps"
+
+
+def config_line(doc: dict[str, Any]) -> str:
+    """The configuration in one line, so it survives being pasted anywhere."""
+    return " · ".join(f"{label} {value(v)}" for label, v in config_fields(doc) if v is not None)
+
+
+MAX_CELL = 300
+
+
+def one_line(cell: str) -> str:
+    """Table cells hold error messages too: a newline would break the table, a tensor dump drown it."""
+    text = " ".join(str(cell).split())
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def runs_markdown(doc: dict[str, Any]) -> str:
+    columns, rows = benchmark_table(doc) if mode(doc) == "benchmark" else table.runs_table(doc)
+    return table.markdown(columns, [[one_line(c) for c in r] for r in rows])
+
+
+BENCH_SKIP = ("framework", "version", "build", "device", "status", "error")
+
+
+def benchmark_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """Timing runs carry their own numbers: one column per scalar number any ok run reports."""
+    ok = [r for r in doc["runs"] if r["status"] == "ok"]
+    keys = [k for k in dict.fromkeys(k for r in ok for k in r) if k not in BENCH_SKIP and scalar(ok, k)]
+    columns = ("framework", "version", "device", *(k.replace("_", " ") for k in keys))
+    rows = []
+    for r in doc["runs"]:
+        head = [r["framework"], r.get("version") or "-", r.get("device") or "-"]
+        if r["status"] != "ok":
+            rows.append([*head, f"{r['status']}: {r.get('error', '')}"])
+        else:
+            rows.append(head + [table.num(r.get(k), ",.4g") for k in keys])
+    return columns, rows
+
+
+def scalar(runs: list[dict[str, Any]], key: str) -> bool:
+    return all(isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool) for r in runs if key in r)
+
+
+def optimum_line(optimum: dict[str, float]) -> str:
+    return (
+        f"**Exact L1 optimum:** a = {optimum['a']:.5f}, b = {optimum['b']:.5f}, "
+        f"loss = {optimum['loss']:.6f} (final losses above are measured against it)"
+    )
+
+
+def parity_section(parity: dict[str, Any]) -> str:
+    verdict = "passed" if parity["passed"] else "FAILED"
+    head = f"### Parity: {verdict}"
+    lines = [head]
+    if parity.get("note"):
+        lines.append(parity["note"])
+    if parity["checks"]:
+        lines.append(table.markdown(*table.checks_table(parity_doc(parity))))
+    else:
+        lines.append("No parity checks were run.")
+    return "\n\n".join(lines)
+
+
+def parity_doc(parity: dict[str, Any]) -> dict[str, Any]:
+    """checks_table reads doc['parity']; hand it just that."""
+    return {"parity": parity}
+
+
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    lines = [
+        f"python: {env.get('python', '-')}",
+        f"os: {env.get('os', '-')}",
+        f"cpu: {env.get('cpu', '-')} ({value(env.get('cores'))} cores, {value(env.get('threads'))} threads used)",
+        f"gpus: {gpus(env.get('gpus') or [])}",
+    ]
+    for name, fw in (env.get("frameworks") or {}).items():
+        lines.append(f"{name}: {fw.get('version') or '-'} (build: {fw.get('build') or 'unknown'})")
+    return lines
+
+
+def gpus(items: list[dict[str, str]]) -> str:
+    if not items:
+        return "none"
+    return "; ".join(f"{g.get('name', '?')} (driver {g.get('driver', '?')}, {g.get('memory', '?')})" for g in items)
