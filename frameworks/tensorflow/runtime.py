@@ -23,6 +23,9 @@ def configure(cfg: RunConfig) -> str:
         # TensorFlow runs fp32 matmuls and convolutions in TF32 on Ampere+ by default.
         tf.config.experimental.enable_tensor_float_32_execution(False)
         tf.config.experimental.enable_op_determinism()
+    # Keras makes the optimizer's learning-rate variable in floatx(), float32 by default, even
+    # for float64 weights: lr = 0.05 would then carry a 7e-10 rounding error into every update.
+    tf.keras.backend.set_floatx(cfg.dtype)
     tf.keras.utils.set_random_seed(cfg.seed)  # only --init native draws from it
     if gpus:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
