@@ -112,7 +112,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data_dir=str(resolve_data_dir(args.data_dir)) if args.task == "mnist" else args.data_dir,
         threads=args.threads,
         timeout=args.timeout,
-        quiet=args.quiet or not sys.stderr.isatty(),
+        quiet=args.quiet,
         benchmark=args.benchmark,
         plane=plane,
         mnist=mnist,

@@ -10,20 +10,30 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from common.config import RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
+from common.table import summary_line
 
 ROOT = Path(__file__).resolve().parent.parent
 # The modules a framework's package needs, and how to install them.
 REQUIRES = {"pytorch": ("torch",), "tensorflow": ("tensorflow",), "jax": ("jax", "flax", "optax")}
 INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
+# TensorFlow's and XLA's C++ INFO/WARNING lines (absl format) and absl's pre-init notice: kept
+# in logs/<framework>.log, not shown. TF_CPP_MIN_LOG_LEVEL does not reach messages logged
+# before absl is initialised, nor grappler's "Not handling type DT_DOUBLE" in float64 runs.
+NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] .*)$"
+)
 
 
 def missing_modules(framework: str) -> list[str]:
@@ -59,7 +69,13 @@ def run_one(framework: str, cfg: RunConfig, job: Path) -> dict[str, Any]:
     result = cfg.out_dir / "runs" / f"{framework}.json"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "frameworks.worker", framework, str(job), str(result)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=worker_env(cfg), stdin=subprocess.DEVNULL, start_new_session=True)
+    log = cfg.out_dir / "logs" / f"{framework}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=worker_env(cfg), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    relay = threading.Thread(target=relay_stderr, args=(proc.stderr, log), daemon=True)
+    relay.start()
     try:
         code = proc.wait(timeout=cfg.timeout)
     except subprocess.TimeoutExpired:
@@ -68,13 +84,25 @@ def run_one(framework: str, cfg: RunConfig, job: Path) -> dict[str, Any]:
     except KeyboardInterrupt:
         stop(proc)
         raise
+    finally:
+        relay.join(timeout=5)
     if result.is_file():
         return json.loads(result.read_text())
     if code < 0:
         name = signal.Signals(-code).name
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return not_run(framework, "failed", f"worker killed by {name}{hint}")
-    return not_run(framework, "failed", f"worker exited with code {code} before writing a result")
+    return not_run(framework, "failed", f"worker exited with code {code} before writing a result (see {log})")
+
+
+def relay_stderr(stream: IO[bytes], log: Path) -> None:
+    """Copy a worker's stderr to its log file, and all but framework log noise to ours."""
+    with open(log, "wb") as f:
+        for line in stream:
+            f.write(line)
+            if not NOISE.match(line.rstrip(b"\r\n")):
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -103,6 +131,8 @@ def run_all(cfg: RunConfig) -> list[dict[str, Any]]:
             continue
         try:
             runs.append(run_one(framework, cfg, job))
+            if not cfg.quiet:
+                print(summary_line(runs[-1]), file=sys.stderr, flush=True)
         except KeyboardInterrupt:
             runs += [not_run(f, "interrupted", "stopped by Ctrl-C") for f in cfg.frameworks[i:]]
             raise Interrupted(runs) from None

@@ -85,9 +85,13 @@ class Recorder:
 
 
 def progress_bar(framework: str, total: int, quiet: bool) -> Any:
-    """A tqdm bar on stderr, only when stderr is a terminal (CI logs stay clean)."""
-    if quiet or not sys.stderr.isatty():
+    """A tqdm bar, only when stdout is a terminal (CI logs stay clean).
+
+    The worker's stdout is the terminal itself; its stderr goes through compare.py's filter
+    (common.launch), which would hold a bar's carriage-return updates back.
+    """
+    if quiet or not sys.stdout.isatty():
         return None
     from tqdm import tqdm  # only needed for interactive runs
 
-    return tqdm(total=total, desc=f"{framework:>10}", unit="step", leave=False, file=sys.stderr)
+    return tqdm(total=total, desc=f"{framework:>10}", unit="step", leave=False, file=sys.stdout)

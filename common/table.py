@@ -81,3 +81,17 @@ def markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
         cells = r + [""] * (len(columns) - len(r))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def summary_line(run: dict[str, Any]) -> str:
+    """One line when a framework finishes: its status and its headline number."""
+    head = f"{run['framework']:>10}: {run['status']}"
+    if run["status"] != "ok":
+        return f"{head}: {run.get('error', '')}"
+    parts = [head]
+    if "test_accuracy" in run:
+        parts.append(f"test accuracy {100 * run['test_accuracy']:.2f}%, test loss {run['test_loss']:.4f}")
+    elif "final_loss" in run:
+        parts.append(f"final loss {run['final_loss']:.6f}")
+    parts.append(f"{run.get('wall_seconds', 0):.1f} s")
+    return ", ".join(parts)
