@@ -29,5 +29,7 @@ def torch_device(device: str) -> torch.device:
 
 
 def versions() -> dict[str, str]:
-    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU"
+    build = "CPU"
+    if torch.version.cuda:
+        build = f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
     return {"version": torch.__version__, "build": build}

@@ -35,5 +35,5 @@ def configure(cfg: RunConfig) -> str:
 
 def versions() -> dict[str, str]:
     info = tf.sysconfig.get_build_info()
-    build = f"CUDA {info['cuda_version']}" if info.get("is_cuda_build") else "CPU"
+    build = f"CUDA {info['cuda_version']}, cuDNN {info['cudnn_version']}" if info.get("is_cuda_build") else "CPU"
     return {"version": tf.__version__, "build": f"{build}, Keras {tf.keras.__version__}"}
