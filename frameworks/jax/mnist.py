@@ -35,8 +35,14 @@ class Net(nnx.Module):
 
 
 def max_pool(x: jax.Array) -> jax.Array:
-    """2x2 max-pool, stride 2 (Flax's nnx.max_pool defaults its strides to 1, not the window)."""
-    return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+    """2x2 max-pool, stride 2, as reshape + max over each 2x2 block.
+
+    nnx.max_pool (reduce_window) gives the same values, but XLA's CPU backend differentiates
+    it through a slow select-and-scatter: a whole step took 2.4x longer (120 vs 50 ms at
+    batch 100 on 2 cores, interleaved; docs/performance.md).
+    """
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str) -> Net:
@@ -57,7 +63,10 @@ def load_params(model: Net, params: dict[str, np.ndarray]) -> None:
 
 def get_params(model: Net) -> dict[str, np.ndarray]:
     return from_nhwc(
-        {name: (np.asarray(getattr(model, name).kernel.value), np.asarray(getattr(model, name).bias.value)) for name in LAYERS}
+        {
+            name: (np.asarray(getattr(model, name).kernel.value), np.asarray(getattr(model, name).bias.value))
+            for name in LAYERS
+        }
     )
 
 
@@ -77,8 +86,16 @@ def loss_fn(model: Net, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Arra
 
 
 @nnx.jit  # traced and compiled once; NNX carries the model and optimizer state through
-def train_step(model: Net, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
-    """One optimizer step on one batch; returns the loss, still on the device."""
+def train_step(
+    model: Net, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array, idx: jax.Array | None = None
+) -> jax.Array:
+    """One optimizer step on one batch; returns the loss, still on the device.
+
+    With `idx`, x and y are the whole split on the device and the batch is gathered inside
+    the compiled step: one dispatch per step instead of three (two gathers and the step).
+    """
+    if idx is not None:
+        x, y = x[idx], y[idx]
     # Forward pass
     # Compute gradients (JAX differentiates the whole loss function in one call)
     (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
@@ -107,7 +124,9 @@ def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> di
     """Logits, loss and gradients of the untrained model on one batch, without an update."""
     x, y = to_device(images, labels, device)
     (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
-    numpy_grads = {name: (np.asarray(grads[name]["kernel"].value), np.asarray(grads[name]["bias"].value)) for name in LAYERS}
+    numpy_grads = {
+        name: (np.asarray(grads[name]["kernel"].value), np.asarray(grads[name]["bias"].value)) for name in LAYERS
+    }
     return {
         "logits": np.asarray(logits),
         "loss": np.asarray(loss),
@@ -125,7 +144,7 @@ def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: s
         order = batch_order(len(y_train), m.batch_size, cfg.seed, epoch)
         start = time.perf_counter()
         for chunk in chunks(order, m.log_every):
-            losses = [train_step(model, optimizer, x_train[idx], y_train[idx]) for idx in chunk]
+            losses = [train_step(model, optimizer, x_train, y_train, jnp.asarray(idx)) for idx in chunk]
             recorder.steps(np.asarray(jax.device_get(losses)))  # one host read per chunk
         seconds = time.perf_counter() - start
         recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))

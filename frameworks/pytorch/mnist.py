@@ -34,6 +34,9 @@ class Net(nn.Module):
 def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str) -> Net:
     """A Net in cfg.dtype on `device`, from canonical weights or PyTorch's own initialisers."""
     model = Net().to(device=torch_device(device), dtype=getattr(torch, cfg.dtype))
+    # channels_last (NHWC in memory, NCHW in shape) lets oneDNN run the convolutions without
+    # reordering: 21 vs 29 ms per step at batch 100 on 2 CPU cores, interleaved.
+    model = model.to(memory_format=torch.channels_last)
     if params is not None:
         load_params(model, params)
     return model
@@ -51,9 +54,7 @@ def get_params(model: Net) -> dict[str, np.ndarray]:
 def make_optimizer(cfg: MnistConfig, model: Net) -> torch.optim.Optimizer:
     """Every constant spelled out, so the three frameworks visibly use the same ones."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, dampening=0.0, nesterov=False
-        )
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, dampening=0.0, nesterov=False)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
 
@@ -78,7 +79,8 @@ def train_step(model: Net, optimizer: torch.optim.Optimizer, x: torch.Tensor, y:
 def to_device(images: np.ndarray, labels: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Copy a whole split to the device once; steps then index batches there."""
     x = torch.from_numpy(images).unsqueeze(1)  # NCHW: the channel axis comes before H, W
-    return x.to(torch_device(device)), torch.from_numpy(labels).to(torch_device(device))
+    x = x.to(torch_device(device)).contiguous(memory_format=torch.channels_last)  # as the model's weights
+    return x, torch.from_numpy(labels).to(torch_device(device))
 
 
 @torch.no_grad()  # evaluation builds no autograd graph

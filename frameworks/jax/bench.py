@@ -1,0 +1,54 @@
+"""Steady-state training speed of the JAX MNIST CNN (`compare.py --benchmark`).
+
+The model, optimizer, step and data placement are mnist.py's own; the protocol and the
+statistics are common.benchmark's. Only the synchronisation is JAX's: `block_until_ready`
+on the last loss waits for every step dispatched before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from common import benchmark as bm
+from common.config import RunConfig
+from common.data import Mnist
+from common.environment import usable_cores
+from frameworks.jax import mnist
+
+GPU_MATMUL_N = 8192
+
+
+def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str, Any]:
+    m = cfg.mnist
+    gpu = device.startswith("gpu")
+    model = mnist.create_model(m, init, device)
+    optimizer = mnist.make_optimizer(m, model)
+    x, y = mnist.to_device(data.train_images, data.train_labels, device)
+    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+
+    def run_steps(n: int) -> None:
+        for _ in range(n):
+            loss = mnist.train_step(model, optimizer, x, y, jnp.asarray(next(batches)))
+        loss.block_until_ready()
+
+    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
+    # XLA's CPU backend sizes its thread pool to the cores it may run on.
+    result.update(threads=usable_cores(), os_threads=bm.os_threads())
+    if gpu:
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            result["peak_gpu_mb"] = stats["peak_bytes_in_use"] / 2**20
+        result["device_matmul_gflops"] = gpu_matmul_gflops(m.dtype)
+    return result
+
+
+def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:
+    """The framework's own large matmul on the GPU, in the run's dtype and numerics profile."""
+    ka, kb = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(ka, (n, n), dtype=dtype)
+    b = jax.random.normal(kb, (n, n), dtype=dtype)
+    matmul = jax.jit(jnp.matmul)
+    return bm.best_rate(lambda: matmul(a, b).block_until_ready(), bm.matmul_flop(n))

@@ -1,0 +1,54 @@
+"""Steady-state training speed of the PyTorch MNIST CNN (`compare.py --benchmark`).
+
+The model, optimizer, step and data placement are mnist.py's own; the protocol and the
+statistics are common.benchmark's. Only the synchronisation is PyTorch's: a host read of
+the last loss waits for every queued step, on a CPU or a GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from common import benchmark as bm
+from common.config import RunConfig
+from common.data import Mnist
+from frameworks.pytorch import mnist
+from frameworks.pytorch.runtime import torch_device
+
+GPU_MATMUL_N = 8192
+
+
+def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str, Any]:
+    m = cfg.mnist
+    gpu = torch_device(device).type == "cuda"
+    model = mnist.create_model(m, init, device)
+    optimizer = mnist.make_optimizer(m, model)
+    x, y = mnist.to_device(data.train_images, data.train_labels, device)
+    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+
+    def run_steps(n: int) -> None:
+        for _ in range(n):
+            idx = next(batches)
+            loss = mnist.train_step(model, optimizer, x[idx], y[idx])
+        loss.item()  # host read: waits for the queued steps
+
+    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
+    result.update(threads=torch.get_num_threads(), os_threads=bm.os_threads())
+    if gpu:
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["device_matmul_gflops"] = gpu_matmul_gflops(getattr(torch, m.dtype))
+    return result
+
+
+def gpu_matmul_gflops(dtype: torch.dtype, n: int = GPU_MATMUL_N) -> float:
+    """The framework's own large matmul on the GPU, in the run's dtype and numerics profile."""
+    a = torch.randn(n, n, device="cuda", dtype=dtype)
+    b = torch.randn(n, n, device="cuda", dtype=dtype)
+
+    def run() -> None:
+        torch.matmul(a, b)
+        torch.cuda.synchronize()
+
+    return bm.best_rate(run, bm.matmul_flop(n))
