@@ -1,6 +1,6 @@
 """Why a float32 run leaves the float64 trajectory: max-pool argmax flips, not an inaccurate op.
 
-See docs/float32-drift.md. From the shared init (seed 0), one float64 SGD step on the first
+See docs/differences.md, section 15. From the shared init (seed 0), one float64 SGD step on the first
 batch reaches a state where, on the second batch, one 2x2 window of conv2's ReLU output holds two
 entries 1.2e-7 apart: less than the rounding error of a float32 convolution (about 1e-6). Every
 float32 operation is accurate to about 1e-6 relative, but max-pool routes the whole gradient of a
