@@ -180,7 +180,7 @@ def table(bench: dict[str, Any]) -> str:
     """The terminal table compare.py prints after a benchmark."""
     cfg, ref = bench["config"], bench["reference"]
     gpu = any("peak_gpu_mb" in r for r in bench["frameworks"])
-    columns = ["framework", "device", "threads", "first step s", "step ms (IQR)", "images/s", "GFLOP/s", "of ref"]
+    columns = ["framework", "device", "threads", "first step s", "step ms (IQR)", "images/s", "GFLOP/s", "of CPU BLAS"]
     columns += ["of fastest", "peak RSS MB"] + (["GPU MB", "of GPU matmul"] if gpu else [])
     lines = []
     for r in bench["frameworks"]:

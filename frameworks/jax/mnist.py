@@ -39,7 +39,7 @@ def max_pool(x: jax.Array) -> jax.Array:
 
     nnx.max_pool (reduce_window) gives the same values, but XLA's CPU backend differentiates
     it through a slow select-and-scatter: a whole step took 2.4x longer (120 vs 50 ms at
-    batch 100 on 2 cores, interleaved; docs/performance.md).
+    batch 100 on 2 cores; docs/performance.md).
     """
     n, h, w, c = x.shape
     return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
