@@ -55,7 +55,9 @@ def make_parser() -> Parser:
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="mnist: SGD with momentum 0.9, or Adam")
     p.add_argument("--train-limit", type=int, help="mnist: use the first N examples of the shuffled training set")
     p.add_argument("--dtype", choices=("float32", "float64"), help="mnist: default float32")
-    p.add_argument("--init", choices=("shared", "native"), default="shared", help="mnist: shared weights or each framework's own")
+    p.add_argument(
+        "--init", choices=("shared", "native"), default="shared", help="mnist: shared weights or each framework's own"
+    )
     p.add_argument("--eval-params", metavar="FILE", help="mnist: score this canonical .npz in every framework")
     p.add_argument("--benchmark", action="store_true", help="mnist: time training steps instead of training")
     p.add_argument("--report", metavar="DIR", help="re-render report.md and curves.png from DIR/results.json")
@@ -172,7 +174,7 @@ def run(cfg: RunConfig) -> int:
     except launch.Interrupted as stop:
         runs, interrupted = stop.runs, True
     doc = assemble(cfg, env, runs)
-    path = results.write(cfg.out_dir, doc)
+    results.write(cfg.out_dir, doc)
     if cfg.benchmark:
         bench = benchmark.summarise(doc)
         atomic_write_json(cfg.out_dir / "bench.json", bench)

@@ -125,9 +125,7 @@ def load_pair(directory: Path, images_name: str, labels_name: str, dtype: str) -
     if images.ndim != 3 or labels.ndim != 1:
         raise UserError(f"{directory / images_name}: expected 3-D images and 1-D labels")
     if len(images) != len(labels):
-        raise UserError(
-            f"{directory / images_name}: {len(images)} images but {labels_name} has {len(labels)} labels"
-        )
+        raise UserError(f"{directory / images_name}: {len(images)} images but {labels_name} has {len(labels)} labels")
     return normalise(images, dtype), labels.astype(np.int64)
 
 

@@ -56,7 +56,9 @@ def verdict(checks: list[dict[str, Any]], note: str = "") -> dict[str, Any]:
 def plane_parity(runs: list[dict[str, Any]], optimum: dict[str, float]) -> dict[str, Any]:
     ok = [r for r in runs if r["status"] == "ok"]
     checks = [
-        check(f"{r['framework']}: final loss above optimum (relative)", r["final_loss"] / optimum["loss"] - 1, PLANE_GAP)
+        check(
+            f"{r['framework']}: final loss above optimum (relative)", r["final_loss"] / optimum["loss"] - 1, PLANE_GAP
+        )
         for r in ok
     ]
     if len(ok) > 1:
@@ -72,7 +74,9 @@ def mnist_parity(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
     if cfg.mnist.eval_params:
         return verdict(eval_checks(cfg.out_dir, ok), note="one checkpoint scored by every framework")
     if cfg.mnist.init == "native":
-        note = "--init native: each framework starts from its own initialisers, so only statistical agreement is checked"
+        note = (
+            "--init native: each framework starts from its own initialisers, so only statistical agreement is checked"
+        )
         return verdict(outcome_checks(ok, NATIVE), note=note)
     tol = FAST if cfg.profile == "fast" else STRICT32
     checks = probe_checks(cfg.out_dir, ok, tol) + outcome_checks(ok, tol)
@@ -110,7 +114,10 @@ def probe_checks(out_dir: Path, ok: list[dict[str, Any]], tol: dict[str, float])
 
     def grads(r: dict, s: dict) -> float:
         """Per tensor: max |difference| / max |gradient|; the worst tensor."""
-        return max(relative_to_max(probes[r["framework"]][f"grad/{k}"], probes[s["framework"]][f"grad/{k}"]) for k in CANONICAL_SHAPES)
+        return max(
+            relative_to_max(probes[r["framework"]][f"grad/{k}"], probes[s["framework"]][f"grad/{k}"])
+            for k in CANONICAL_SHAPES
+        )
 
     checks = []
     for name, fn, key in (

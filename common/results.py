@@ -33,8 +33,18 @@ def build(
     **extra: Any,
 ) -> dict[str, Any]:
     env = dict(environment)
-    env["frameworks"] = {r["framework"]: {"version": r.get("version"), "build": r.get("build")} for r in runs if r.get("version")}
-    return {"schema": SCHEMA, "task": task, "config": config, "environment": env, **extra, "runs": runs, "parity": parity}
+    env["frameworks"] = {
+        r["framework"]: {"version": r.get("version"), "build": r.get("build")} for r in runs if r.get("version")
+    }
+    return {
+        "schema": SCHEMA,
+        "task": task,
+        "config": config,
+        "environment": env,
+        **extra,
+        "runs": runs,
+        "parity": parity,
+    }
 
 
 def write(out_dir: Path, doc: dict[str, Any]) -> Path:
@@ -58,6 +68,8 @@ def load(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in doc]
     if missing:
         raise UserError(f"{path}: damaged results file, missing {', '.join(missing)}")
-    if not isinstance(doc["runs"], list) or not all(isinstance(r, dict) and r.get("status") in STATUSES for r in doc["runs"]):
+    if not isinstance(doc["runs"], list) or not all(
+        isinstance(r, dict) and r.get("status") in STATUSES for r in doc["runs"]
+    ):
         raise UserError(f"{path}: damaged results file, malformed runs")
     return doc

@@ -26,10 +26,11 @@ def num(value: Any, fmt: str) -> str:
 def run_row(doc: dict[str, Any], run: dict[str, Any]) -> list[str]:
     head = [run["framework"], run.get("version") or "-", run.get("device") or "-"]
     if run["status"] != "ok":
-        return head + [f"{run['status']}: {run.get('error', '')}"]
+        return [*head, f"{run['status']}: {run.get('error', '')}"]
     if doc["task"] == "plane":
         gap = run["final_loss"] / doc["optimum"]["loss"] - 1
-        return head + [
+        return [
+            *head,
             f"{run['a']:.5f}",
             f"{run['b']:.5f}",
             f"{run['final_loss']:.6f}",
@@ -37,8 +38,9 @@ def run_row(doc: dict[str, Any], run: dict[str, Any]) -> list[str]:
             f"{run['wall_seconds']:.1f}",
         ]
     if doc["config"]["mnist"].get("eval_params"):
-        return head + [f"{run['test_loss']:.5f}", f"{100 * run['test_accuracy']:.2f}%"]
-    return head + [
+        return [*head, f"{run['test_loss']:.5f}", f"{100 * run['test_accuracy']:.2f}%"]
+    return [
+        *head,
         f"{run['final_loss']:.5f}",
         f"{run['test_loss']:.5f}",
         f"{100 * run['test_accuracy']:.2f}%",
@@ -59,7 +61,13 @@ def runs_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
 
 def checks_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
     rows = [
-        [c["name"], f"{c['value']:.3g}", f"{c['tolerance']:.3g}", "pass" if c["passed"] else "FAIL", c.get("detail", "")]
+        [
+            c["name"],
+            f"{c['value']:.3g}",
+            f"{c['tolerance']:.3g}",
+            "pass" if c["passed"] else "FAIL",
+            c.get("detail", ""),
+        ]
         for c in doc["parity"]["checks"]
     ]
     return CHECK_COLUMNS, rows
@@ -67,7 +75,10 @@ def checks_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
 
 def text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
     """Aligned columns; a row shorter than the header (a failed run) runs on past them."""
-    widths = [max([len(c)] + [len(r[i]) for r in rows if i < len(r) and len(r) == len(columns)]) for i, c in enumerate(columns)]
+    widths = [
+        max([len(c)] + [len(r[i]) for r in rows if i < len(r) and len(r) == len(columns)])
+        for i, c in enumerate(columns)
+    ]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     for r in rows:

@@ -76,7 +76,9 @@ def check_canonical(params: dict[str, np.ndarray], where: str) -> None:
     missing = sorted(set(CANONICAL_SHAPES) - set(params))
     extra = sorted(set(params) - set(CANONICAL_SHAPES))
     if missing or extra:
-        raise UserError(f"{where}: missing keys {missing}, unexpected keys {extra}; expected {sorted(CANONICAL_SHAPES)}")
+        raise UserError(
+            f"{where}: missing keys {missing}, unexpected keys {extra}; expected {sorted(CANONICAL_SHAPES)}"
+        )
     for key, shape in CANONICAL_SHAPES.items():
         array = params[key]
         if array.shape != shape:

@@ -19,8 +19,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from common.config import RunConfig
 from common.data import PLANE_POINTS, Mnist, batch_order, load_mnist, resolve_data_dir, training_subset
 from common.errors import UserError
@@ -106,7 +104,7 @@ def run(framework: str, cfg: RunConfig) -> dict[str, Any]:
         entry["error"] = str(exc)
     except MemoryError:
         entry["error"] = "out of memory; lower --batch-size"
-    except Exception as exc:  # noqa: BLE001 - any framework fault is recorded, not raised
+    except Exception as exc:  # any framework fault is recorded, not raised
         traceback.print_exc(file=sys.stderr)
         entry["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     entry["wall_seconds"] = time.perf_counter() - start

@@ -53,7 +53,9 @@ def compare_with_env(env: dict[str, str], *args: str, timeout: float = 300) -> s
 )
 def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, error: str) -> None:
     out = tmp_path / "run"
-    proc = compare_with_env(fake_torch(tmp_path, body), "--task", "plane", "--frameworks", "pytorch,jax", "--out", str(out))
+    proc = compare_with_env(
+        fake_torch(tmp_path, body), "--task", "plane", "--frameworks", "pytorch,jax", "--out", str(out)
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     runs = runs_by_framework(load_results(out))
     assert runs["pytorch"]["status"] == "failed"

@@ -86,16 +86,9 @@ def loss_fn(model: Net, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Arra
 
 
 @nnx.jit  # traced and compiled once; NNX carries the model and optimizer state through
-def train_step(
-    model: Net, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array, idx: jax.Array | None = None
-) -> jax.Array:
-    """One optimizer step on one batch; returns the loss, still on the device.
-
-    With `idx`, x and y are the whole split on the device and the batch is gathered inside
-    the compiled step: one dispatch per step instead of three (two gathers and the step).
-    """
-    if idx is not None:
-        x, y = x[idx], y[idx]
+def train_step(model: Net, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array, idx: jax.Array) -> jax.Array:
+    """One optimizer step on the batch x[idx], y[idx]; returns the loss, still on the device."""
+    x, y = x[idx], y[idx]  # gathered inside the compiled step: one dispatch per step, not three
     # Forward pass
     # Compute gradients (JAX differentiates the whole loss function in one call)
     (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)

@@ -64,8 +64,11 @@ def loss_fn(model: Net, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
     return F.cross_entropy(logits, y), logits
 
 
-def train_step(model: Net, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One optimizer step on one batch; returns the loss, still on the device."""
+def train_step(
+    model: Net, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
+) -> torch.Tensor:
+    """One optimizer step on the batch x[idx], y[idx]; returns the loss, still on the device."""
+    x, y = x[idx], y[idx]  # eager: each line runs as it is reached
     # Forward pass
     loss, _ = loss_fn(model, x, y)
     # Compute gradients
@@ -112,7 +115,10 @@ def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: s
         order = batch_order(len(y_train), m.batch_size, cfg.seed, epoch)
         start = time.perf_counter()
         for chunk in chunks(order, m.log_every):
-            losses = [train_step(model, optimizer, x_train[idx], y_train[idx]) for idx in chunk]
+            losses = [
+                train_step(model, optimizer, x_train, y_train, torch.as_tensor(idx, device=x_train.device))
+                for idx in chunk
+            ]
             recorder.steps(torch.stack(losses).cpu().numpy())  # one host read per chunk
         seconds = time.perf_counter() - start
         recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))

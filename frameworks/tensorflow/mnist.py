@@ -59,12 +59,18 @@ def make_optimizer(cfg: MnistConfig, model: Net) -> tf.keras.optimizers.Optimize
     if cfg.optimizer == "sgd":
         # Keras keeps v = m*v - lr*g and steps +v; PyTorch and Optax keep v = m*v + g and
         # step -lr*v: the same updates for a constant learning rate.
-        optimizer = tf.keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum, nesterov=False)
+        # Constants as np.float64: Keras casts a Python float to the weights' dtype through
+        # float32 (0.9 -> 0.8999999761581421 in a float64 run; docs/differences.md, row 10).
+        optimizer = tf.keras.optimizers.SGD(learning_rate=cfg.lr, momentum=np.float64(cfg.momentum), nesterov=False)
     else:
         # Keras adds epsilon to sqrt(v) before bias correction ("epsilon hat"): the same
         # value as PyTorch's eps acts larger early on (docs/differences.md).
         optimizer = tf.keras.optimizers.Adam(
-            learning_rate=cfg.lr, beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.eps, amsgrad=False
+            learning_rate=cfg.lr,
+            beta_1=np.float64(cfg.beta1),
+            beta_2=np.float64(cfg.beta2),
+            epsilon=np.float64(cfg.eps),
+            amsgrad=False,
         )
     optimizer.build(model.trainable_variables)  # slot variables must exist before tf.function
     return optimizer
@@ -81,15 +87,10 @@ def loss_fn(model: Net, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
 # 24 ms at batch 100, interleaved), since XLA's CPU convolutions lose to TensorFlow's oneDNN kernels.
 @tf.function  # traced once into a graph; later calls run it without Python
 def train_step(
-    model: Net, optimizer: tf.keras.optimizers.Optimizer, x: tf.Tensor, y: tf.Tensor, idx: tf.Tensor | None = None
+    model: Net, optimizer: tf.keras.optimizers.Optimizer, x: tf.Tensor, y: tf.Tensor, idx: tf.Tensor
 ) -> tf.Tensor:
-    """One optimizer step on one batch; returns the loss, still on the device.
-
-    With `idx`, x and y are the whole split and the batch is gathered inside the graph: one
-    call per step instead of two eager gathers and a call (24 vs 33 ms at batch 100).
-    """
-    if idx is not None:  # Python-level: decided once, at tracing
-        x, y = tf.gather(x, idx), tf.gather(y, idx)
+    """One optimizer step on the batch x[idx], y[idx]; returns the loss, still on the device."""
+    x, y = tf.gather(x, idx), tf.gather(y, idx)  # inside the graph: 24 vs 33 ms with eager gathers
     with tf.GradientTape() as tape:
         # Forward pass
         loss, _ = loss_fn(model, x, y)
