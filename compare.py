@@ -48,7 +48,7 @@ def make_parser() -> Parser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads per framework (default: all cores)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before a framework is stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--lr", type=float, help="learning rate (plane: 0.005, mnist: 0.05 SGD / 0.001 Adam)")
+    p.add_argument("--lr", type=float, help="learning rate (plane: 0.005, mnist: 0.02 SGD / 0.001 Adam)")
     p.add_argument("--steps", type=int, help="plane: gradient-descent iterations (default 5000)")
     p.add_argument("--epochs", type=int, help="mnist: epochs (default 2)")
     p.add_argument("--batch-size", type=int, help="mnist: training batch size (default 100)")

@@ -37,7 +37,8 @@ class MnistConfig:
 
     epochs: int = 2
     batch_size: int = 100
-    lr: float = 0.05
+    # 0.02: 98.90 / 98.87 / 98.90% after 2 epochs (seed 0); 0.05 left TensorFlow at 98.44%.
+    lr: float = 0.02
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = 0.9  # SGD only
     beta1: float = 0.9  # Adam only
