@@ -69,11 +69,11 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     subset = training_subset(len(data.train_labels), None, seed=0)
     images, labels = data.train_images[subset], data.train_labels[subset]
     order = batch_order(len(labels), 100, seed=0, epoch=0)
-    cfg = MnistConfig(dtype="float64")
+    cfg = MnistConfig(dtype="float64", lr=0.05)  # the measured case (docs/differences.md, section 15)
     model = mnist.create_model(cfg, {k: v.astype("float64") for k, v in mnist_init(0).items()}, "cpu")
     optimizer = mnist.make_optimizer(cfg, model)
     x0 = torch.from_numpy(images[order[0]].astype("float64")).unsqueeze(1)
-    mnist.train_step(model, optimizer, x0, torch.from_numpy(labels[order[0]]))
+    mnist.train_step(model, optimizer, x0, torch.from_numpy(labels[order[0]]), torch.arange(len(x0)))
     params = {k: v.astype("float32") for k, v in mnist.get_params(model).items()}
     path = tmp_path_factory.mktemp("drift") / "case.npz"
     np.savez(path, x=images[order[1]], y=labels[order[1]], **{"w/" + k: v for k, v in params.items()})
