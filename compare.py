@@ -108,7 +108,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         task=args.task,
         frameworks=parse_frameworks(args.frameworks),
         device=args.device,
-        fast=args.fast,
+        # Timings compare each framework's default GPU kernels: strict numerics exist for the
+        # parity checks, which a benchmark does not run (PyTorch's strict profile avoids cuDNN).
+        fast=args.fast or args.benchmark,
         seed=args.seed,
         out=str(Path(out).resolve()),
         data_dir=str(resolve_data_dir(args.data_dir)) if args.task == "mnist" else args.data_dir,

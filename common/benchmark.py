@@ -27,6 +27,7 @@ import numpy as np
 from common.config import BenchConfig
 from common.data import batch_order
 from common.flops import train_flops_per_image
+from common.table import text
 
 SCHEMA = "triptych/bench/1"
 REFERENCE_N = 2048  # 2 * 2048^3 = 17.2 GFLOP per multiply: long enough to time, short enough to repeat
@@ -208,19 +209,8 @@ def table(bench: dict[str, Any]) -> str:
     b = cfg["bench"]
     head = (
         f"MNIST CNN training step, batch {cfg['batch_size']}, {cfg['dtype']}, {cfg['optimizer']}: "
-        f"{b['warmup_steps']} warm-up steps, then median of {b['windows']} windows x {b['window_steps']} steps"
+        f"{b['warmup_steps']} warm-up steps, then median of {b['windows']} windows x {b['window_steps']} steps, "
+        f"{cfg['profile']} profile"
     )
     foot = f"reference: {ref['what']} ({ref['blas']}) = {ref['gflops']:.1f} GFLOP/s"
-    return "\n".join([head, "", render(columns, lines), "", foot])
-
-
-def render(columns: list[str], rows: list[list[str]]) -> str:
-    widths = [len(c) for c in columns]
-    for r in rows:
-        if len(r) == len(columns):
-            widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
-    out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    out.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)))
-    return "\n".join(out)
+    return "\n".join([head, "", text(tuple(columns), lines), "", foot])

@@ -130,7 +130,7 @@ def test_mnist_report_has_rows_checks_and_environment(tmp_path: Path) -> None:
     assert (tmp_path / "curves.png").read_bytes().startswith(PNG_MAGIC)
     text = (tmp_path / "report.md").read_text()
     config = text.splitlines()[2]
-    for field in ("epochs 2", "batch size 100", "lr 0.05", "sgd", "float32", "init shared", "train limit 12000"):
+    for field in ("epochs 2", "batch size 100", "lr 0.02", "sgd", "float32", "init shared", "train limit 12000"):
         assert field in config
     for row in (
         "| pytorch | 2.13.0+cpu | cpu |",
