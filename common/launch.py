@@ -32,7 +32,7 @@ INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
 # before absl is initialised, nor grappler's "Not handling type DT_DOUBLE" in float64 runs.
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] .*)$"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
 )
 
 
