@@ -13,11 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_compare(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_compare(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """compare.py in a subprocess, as a user runs it (stdout/stderr captured as text)."""
     return subprocess.run(
         [sys.executable, str(ROOT / "compare.py"), "--quiet", *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -30,17 +30,6 @@ def fake_torch(tmp_path: Path, body: str) -> dict[str, str]:
     return env
 
 
-def compare_with_env(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "compare.py"), "--quiet", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.mark.jax
 @pytest.mark.parametrize(
     ("body", "error"),
@@ -53,9 +42,8 @@ def compare_with_env(env: dict[str, str], *args: str, timeout: float = 300) -> s
 )
 def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, error: str) -> None:
     out = tmp_path / "run"
-    proc = compare_with_env(
-        fake_torch(tmp_path, body), "--task", "plane", "--frameworks", "pytorch,jax", "--out", str(out)
-    )
+    env = fake_torch(tmp_path, body)
+    proc = run_compare("--task", "plane", "--frameworks", "pytorch,jax", "--out", str(out), env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     runs = runs_by_framework(load_results(out))
     assert runs["pytorch"]["status"] == "failed"
@@ -69,7 +57,7 @@ def test_a_hanging_framework_is_stopped_after_the_timeout(tmp_path: Path) -> Non
     out = tmp_path / "run"
     env = fake_torch(tmp_path, "import time\ntime.sleep(600)\n")
     start = time.monotonic()
-    proc = compare_with_env(env, "--task", "plane", "--frameworks", "pytorch,jax", "--timeout", "5", "--out", str(out))
+    proc = run_compare("--task", "plane", "--frameworks", "pytorch,jax", "--timeout", "5", "--out", str(out), env=env)
     assert time.monotonic() - start < 120
     assert proc.returncode == 1
     runs = runs_by_framework(load_results(out))
