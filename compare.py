@@ -183,10 +183,10 @@ def run(cfg: RunConfig) -> int:
         print(benchmark.table(bench))
         print(f"\nbench.json and results.json in {cfg.out_dir}")
         return 130 if interrupted else int(not all(r["status"] == "ok" for r in runs))
-    report.write_report(doc, cfg.out_dir)
+    written = [path.name for path in report.write_report(doc, cfg.out_dir)]
     print(summary(doc))
     verdict = "AGREE" if doc["parity"]["passed"] else "DISAGREE"
-    print(f"\n{verdict}; results, report.md and curves.png in {cfg.out_dir}")
+    print(f"\n{verdict}; {', '.join(['results.json', *written])} in {cfg.out_dir}")
     return 130 if interrupted else exit_code(doc)
 
 
