@@ -47,9 +47,12 @@ def max_pool(x: jax.Array) -> jax.Array:
 
 def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str) -> Net:
     """A Net in cfg.dtype, from canonical weights or Flax's own initialisers."""
-    model = Net(cfg.dtype, nnx.Rngs(0))
-    if params is not None:
-        load_params(model, params)
+    if params is None:
+        return Net(cfg.dtype, nnx.Rngs(0))
+    # Shapes only, then the given weights (Flax's checkpoint-restore pattern): running the
+    # initialisers op by op only to overwrite them took 3.2 s on 2 CPU cores (now 0.1 s).
+    model = nnx.eval_shape(lambda: Net(cfg.dtype, nnx.Rngs(0)))
+    load_params(model, params)
     return model
 
 
@@ -116,7 +119,8 @@ def predict(model: Net, x: jax.Array, batch_size: int) -> np.ndarray:
 def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> dict[str, np.ndarray]:
     """Logits, loss and gradients of the untrained model on one batch, without an update."""
     x, y = to_device(images, labels, device)
-    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
+    # Compiled as one program: op by op, every primitive is compiled on first use (4.8 s vs 1.5 s).
+    (loss, logits), grads = nnx.jit(nnx.value_and_grad(loss_fn, has_aux=True))(model, x, y)
     numpy_grads = {
         name: (np.asarray(grads[name]["kernel"].value), np.asarray(grads[name]["bias"].value)) for name in LAYERS
     }
