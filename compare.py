@@ -40,7 +40,9 @@ def make_parser() -> Parser:
     p.add_argument("--task", choices=TASKS, default="mnist")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: all three)")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    p.add_argument("--fast", action="store_true", help="GPU: allow TF32 and non-deterministic kernels")
+    p.add_argument(
+        "--fast", action="store_true", help="GPU: allow TF32 and non-deterministic kernels (always on with --benchmark)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default runs/<task>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory's results")
