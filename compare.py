@@ -5,13 +5,15 @@
     python compare.py --task mnist --benchmark  # steady-state speed instead of accuracy
     python compare.py --report runs/mnist-...   # re-render report.md and curves.png
 
-Exit codes: 0 all frameworks ran and every parity check passed; 1 a check or a framework
-failed; 2 bad usage or bad input (one line on stderr, never a traceback); 130 Ctrl-C.
+Exit codes: 0 every requested framework ran, no check failed and, where two or more were
+requested, they AGREE; 1 a framework or a check failed; 2 bad usage or bad input (one line on
+stderr, never a traceback); 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -66,8 +68,16 @@ def make_parser() -> Parser:
     return p
 
 
-def positive(name: str, value: float | None) -> None:
-    if value is not None and value <= 0:
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding (Keras's set_random_seed) and JAX's key take 32 bits
+
+
+def number(name: str, value: float | None) -> None:
+    """A given number must be finite and positive: a nan --timeout would never fire."""
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number, got {value}")
+    if value <= 0:
         raise UserError(f"{name} must be positive, got {value:g}")
 
 
@@ -79,12 +89,23 @@ def parse_frameworks(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def build_config(args: argparse.Namespace) -> RunConfig:
-    """Validate the arguments once and freeze them; nothing downstream sees argparse."""
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse what cannot run, before anything is read, fetched or created."""
     for name in ("lr", "steps", "epochs", "batch_size", "train_limit", "timeout"):
-        positive("--" + name.replace("_", "-"), getattr(args, name))
+        number("--" + name.replace("_", "-"), getattr(args, name))
     if args.threads < 0:
         raise UserError(f"--threads must be 0 (all cores) or positive, got {args.threads}")
+    if not 0 <= args.seed <= SEED_MAX:
+        raise UserError(f"--seed must be between 0 and {SEED_MAX}, got {args.seed}")
+    if args.benchmark and args.task != "mnist":
+        raise UserError("--benchmark times the MNIST training step; it does not apply to --task plane")
+    if args.benchmark and args.eval_params:
+        raise UserError("--benchmark times training and --eval-params scores a checkpoint: choose one")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """Validate the arguments once and freeze them; nothing downstream sees argparse."""
+    check_arguments(args)
     defaults = MnistConfig()
     mnist = MnistConfig(
         epochs=args.epochs or defaults.epochs,
@@ -125,6 +146,16 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def preflight(cfg: RunConfig) -> None:
+    """Everything that can refuse the run, before its output directory exists."""
+    if cfg.device == "gpu" and not environment.gpu_visible():
+        raise UserError("--device gpu: this machine shows no GPU (no NVIDIA device); use --device auto or cpu")
+    if cfg.task == "mnist":
+        from common.fetch import fetch_mnist
+
+        fetch_mnist(Path(cfg.data_dir), quiet=True)
+
+
 def prepare_output(out: Path, overwrite: bool) -> None:
     """Refuse to mix two runs in one directory unless --overwrite says so."""
     if out.exists() and not out.is_dir():
@@ -145,7 +176,7 @@ def assemble(cfg: RunConfig, env: dict[str, Any], runs: list[dict[str, Any]]) ->
         extra["optimum"] = plane_optimum(PLANE_POINTS)
         verdict = parity.plane_parity(runs, extra["optimum"])
     elif cfg.benchmark:
-        verdict = parity.verdict([], note="benchmark mode: timings only, no parity checks")
+        verdict = parity.verdict([], runs, note="benchmark mode: timings only, no parity checks")
     else:
         verdict = parity.mnist_parity(cfg, runs)
     return results.build(cfg.task, cfg.to_dict(), env, runs, verdict, profile=cfg.profile, **extra)
@@ -156,20 +187,20 @@ def summary(doc: dict[str, Any]) -> str:
     if doc["parity"]["checks"] or doc["parity"]["note"]:
         lines += ["", f"Parity ({doc['parity']['note']})" if doc["parity"]["note"] else "Parity"]
         if doc["parity"]["checks"]:
-            lines.append(table.text(*table.checks_table(doc)))
+            lines.append(table.text(*table.checks_table(doc["parity"]["checks"])))
     return "\n".join(lines)
 
 
 def exit_code(doc: dict[str, Any]) -> int:
-    all_ok = all(r["status"] == "ok" for r in doc["runs"])
-    return 0 if all_ok and doc["parity"]["passed"] else 1
+    """0 when every requested framework ran, no check failed and, for two or more, they agree."""
+    every_ran = all(r["status"] == "ok" for r in doc["runs"])
+    a_check_failed = not all(c["passed"] for c in doc["parity"]["checks"])
+    compared = not doc["config"].get("benchmark") and len(doc["runs"]) > 1
+    disagree = compared and parity.status_of(doc["parity"]) != parity.AGREE
+    return 0 if every_ran and not a_check_failed and not disagree else 1
 
 
 def run(cfg: RunConfig) -> int:
-    if cfg.task == "mnist":
-        from common.fetch import fetch_mnist
-
-        fetch_mnist(Path(cfg.data_dir), quiet=True)
     env = environment.describe(cfg.threads)
     interrupted = False
     try:
@@ -183,11 +214,10 @@ def run(cfg: RunConfig) -> int:
         atomic_write_json(cfg.out_dir / "bench.json", bench)
         print(benchmark.table(bench))
         print(f"\nbench.json and results.json in {cfg.out_dir}")
-        return 130 if interrupted else exit_code(doc)  # no checks in a benchmark: the runs decide
+        return 130 if interrupted else exit_code(doc)
     written = [path.name for path in report.write_report(doc, cfg.out_dir)]
     print(summary(doc))
-    verdict = "AGREE" if doc["parity"]["passed"] else "DISAGREE"
-    print(f"\n{verdict}; {', '.join(['results.json', *written])} in {cfg.out_dir}")
+    print(f"\n{parity.headline(doc['parity'])}; {', '.join(['results.json', *written])} in {cfg.out_dir}")
     return 130 if interrupted else exit_code(doc)
 
 
@@ -195,7 +225,11 @@ def rerender(directory: Path) -> int:
     """--report DIR: report.md and curves.png again from results.json, without training."""
     doc = results.load(directory)
     out = directory if directory.is_dir() else directory.parent
-    for path in report.write_report(doc, out):
+    try:
+        written = report.write_report(doc, out)
+    except OSError as exc:
+        raise UserError(f"--report {directory}: cannot write the report there ({exc.strerror or exc})") from None
+    for path in written:
         print(path)
     return 0
 
@@ -206,11 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             return rerender(Path(args.report))
         cfg = build_config(args)
+        preflight(cfg)
         prepare_output(cfg.out_dir, args.overwrite)
         return run(cfg)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # results already written stay; nothing half-written (common.io)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -39,6 +39,17 @@ def gpu_info() -> list[dict[str, str]]:
     return [{"name": r[0], "driver": r[1], "memory": r[2]} for r in rows if len(r) == 3]
 
 
+def gpu_visible() -> bool:
+    """Whether any GPU can be visible to a framework here (NVIDIA's device files or nvidia-smi).
+
+    Cheap and framework-free, so `--device gpu` on a machine without one is refused before
+    three frameworks start up only to fail; which framework sees it is each worker's business.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return bool(list(Path("/dev").glob("nvidia[0-9]*"))) or bool(gpu_info())
+
+
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

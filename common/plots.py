@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from common.data import PLANE_POINTS
+from common.results import mode
 
 STYLE = {
     "pytorch": {"color": "tab:red", "linestyle": "-", "marker": "o", "size": 9.0, "width": 2.6},
@@ -29,9 +30,7 @@ def style(framework: str) -> dict[str, Any]:
 
 def wants_curves(doc: dict[str, Any]) -> bool:
     """Training runs only: a benchmark or a scored checkpoint has no curves to draw."""
-    if doc["task"] == "plane":
-        return True
-    return not doc["config"].get("benchmark") and not doc["config"].get("mnist", {}).get("eval_params")
+    return mode(doc) in ("plane", "mnist")
 
 
 def render_curves(doc: dict[str, Any], config: str) -> bytes | None:

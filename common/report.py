@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common import plots, table
+from common import parity, plots, table
 from common.io import atomic_write_bytes, atomic_write_text
+from common.results import mode
 
 REPORT_NAME = "report.md"
 CURVES_NAME = "curves.png"
@@ -40,17 +41,6 @@ def render_markdown(doc: dict[str, Any]) -> str:
     sections.append(parity_section(doc["parity"]))
     sections.append("### Environment\n\n" + "\n".join(f"- {line}" for line in environment_lines(doc["environment"])))
     return "\n\n".join(sections) + "\n"
-
-
-def mode(doc: dict[str, Any]) -> str:
-    """'plane', 'mnist', 'eval' (--eval-params) or 'benchmark': what the report has to show."""
-    if doc["task"] == "plane":
-        return "plane"
-    if doc["config"].get("benchmark"):
-        return "benchmark"
-    if doc["config"].get("mnist", {}).get("eval_params"):
-        return "eval"
-    return "mnist"
 
 
 def title(doc: dict[str, Any]) -> str:
@@ -150,22 +140,18 @@ def optimum_line(optimum: dict[str, float]) -> str:
     )
 
 
-def parity_section(parity: dict[str, Any]) -> str:
-    verdict = "passed" if parity["passed"] else "FAILED"
-    head = f"### Parity: {verdict}"
-    lines = [head]
-    if parity.get("note"):
-        lines.append(parity["note"])
-    if parity["checks"]:
-        lines.append(table.markdown(*table.checks_table(parity_doc(parity))))
+def parity_section(verdict: dict[str, Any]) -> str:
+    """'Parity: passed' only for agreement; otherwise FAILED, or what kept the runs from being compared."""
+    status = parity.status_of(verdict)
+    head = {parity.AGREE: "passed", parity.DISAGREE: "FAILED"}.get(status, "not compared")
+    lines = [f"### Parity: {head}", f"**Verdict:** {parity.headline(verdict)}"]
+    if verdict.get("note"):
+        lines.append(verdict["note"])
+    if verdict["checks"]:
+        lines.append(table.markdown(*table.checks_table(verdict["checks"])))
     else:
         lines.append("No parity checks were run.")
     return "\n\n".join(lines)
-
-
-def parity_doc(parity: dict[str, Any]) -> dict[str, Any]:
-    """checks_table reads doc['parity']; hand it just that."""
-    return {"parity": parity}
 
 
 def environment_lines(env: dict[str, Any]) -> list[str]:

@@ -63,13 +63,97 @@ def load(path: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise UserError(f"{path}: not a triptych results file (expected schema {SCHEMA!r})")
-    missing = [k for k in REQUIRED if k not in doc]
-    if missing:
-        raise UserError(f"{path}: damaged results file, missing {', '.join(missing)}")
-    if not isinstance(doc["runs"], list) or not all(
-        isinstance(r, dict) and r.get("status") in STATUSES for r in doc["runs"]
-    ):
-        raise UserError(f"{path}: damaged results file, malformed runs")
+    try:
+        validate(doc)
+    except Malformed as exc:
+        raise UserError(f"{path}: damaged results file, {exc}") from None
     return doc
+
+
+def mode(doc: dict[str, Any]) -> str:
+    """'plane', 'mnist', 'eval' (--eval-params) or 'benchmark': what a report has to show."""
+    if doc["task"] == "plane":
+        return "plane"
+    if doc["config"].get("benchmark"):
+        return "benchmark"
+    if (doc["config"].get("mnist") or {}).get("eval_params"):
+        return "eval"
+    return "mnist"
+
+
+# What the report, the tables and the plots read, per kind of run: a results file is checked
+# against this before anything is rendered, so a damaged one is named, never a KeyError.
+CONFIG_FIELDS = {
+    "plane": ("plane.lr", "plane.steps", "plane.dtype"),
+    "mnist": ("mnist.epochs", "mnist.batch_size", "mnist.lr", "mnist.optimizer", "mnist.dtype", "mnist.init"),
+    "eval": ("mnist.eval_params", "mnist.dtype"),
+    "benchmark": ("mnist.batch_size", "mnist.lr", "mnist.optimizer", "mnist.dtype", "mnist.init"),
+}
+RUN_NUMBERS = {
+    "plane": ("a", "b", "final_loss", "wall_seconds"),
+    "mnist": ("final_loss", "test_loss", "test_accuracy", "train_seconds"),
+    "eval": ("test_loss", "test_accuracy"),
+    "benchmark": (),
+}
+RUN_SERIES = {"plane": ("losses",), "mnist": ("step_losses",), "eval": (), "benchmark": ()}
+CHECK_FIELDS = (("name", str), ("value", (int, float)), ("tolerance", (int, float)), ("passed", bool))
+
+
+class Malformed(Exception):
+    """A field the renderers need is missing or of the wrong type; the message names it."""
+
+
+def field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """obj[key], checked to be of `kind` (a bool is never taken for a number)."""
+    path = f"{where}.{key}" if where else key
+    if not isinstance(obj, dict) or key not in obj:
+        raise Malformed(f"missing {path}")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise Malformed(f"{path} is not {kind_name(kind)}")
+    return value
+
+
+def kind_name(kind: type | tuple[type, ...]) -> str:
+    if kind == (int, float):
+        return "a number"
+    return {dict: "an object", list: "a list", str: "a string", bool: "true or false"}.get(kind, str(kind))
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Raise Malformed naming the first field a report of this document would miss."""
+    for key, kind in (("task", str), ("config", dict), ("environment", dict), ("runs", list), ("parity", dict)):
+        field(doc, key, kind, "")
+    if doc["task"] not in ("plane", "mnist"):
+        raise Malformed(f"task {doc['task']!r} is not plane or mnist")
+    kind = mode(doc)
+    for dotted in CONFIG_FIELDS[kind]:
+        section, key = dotted.split(".")
+        field(field(doc["config"], section, dict, "config"), key, (int, float, str, type(None)), f"config.{section}")
+    if kind == "plane":
+        for key in ("a", "b", "loss"):
+            field(field(doc, "optimum", dict, ""), key, (int, float), "optimum")
+    for i, run in enumerate(doc["runs"]):
+        validate_run(run, kind, f"runs[{i}]")
+    field(doc["parity"], "passed", bool, "parity")
+    for i, check in enumerate(field(doc["parity"], "checks", list, "parity")):
+        for key, check_kind in CHECK_FIELDS:
+            field(check, key, check_kind, f"parity.checks[{i}]")
+
+
+def validate_run(run: Any, kind: str, where: str) -> None:
+    field(run, "framework", str, where)
+    if field(run, "status", str, where) not in STATUSES:
+        raise Malformed(f"{where}.status {run['status']!r} is not one of {', '.join(STATUSES)}")
+    if run["status"] != "ok":
+        return
+    for key in RUN_NUMBERS[kind]:
+        field(run, key, (int, float), where)
+    for key in RUN_SERIES[kind]:
+        series = field(run, key, list, where)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in series):
+            raise Malformed(f"{where}.{key} holds something other than numbers")

@@ -59,7 +59,7 @@ def runs_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
     return columns, [run_row(doc, r) for r in doc["runs"]]
 
 
-def checks_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
+def checks_table(checks: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]:
     rows = [
         [
             c["name"],
@@ -68,7 +68,7 @@ def checks_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
             "pass" if c["passed"] else "FAIL",
             c.get("detail", ""),
         ]
-        for c in doc["parity"]["checks"]
+        for c in checks
     ]
     return CHECK_COLUMNS, rows
 

@@ -23,6 +23,7 @@ CANONICAL_SHAPES: dict[str, tuple[int, ...]] = {
     "fc.weight": (10, 32 * 7 * 7),
     "fc.bias": (10,),
 }
+NPY_MAGIC = b"\x93NUMPY"
 N_PARAMETERS = sum(int(np.prod(s)) for s in CANONICAL_SHAPES.values())  # 35,546
 
 
@@ -59,6 +60,8 @@ def load_canonical(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # np.load would return a bare array, or try to unpickle the file
+        raise UserError(f"{path}: {not_npz_reason(path)}; save the canonical arrays with np.savez(path, **params)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             params = {key: npz[key] for key in npz.files}
@@ -70,6 +73,14 @@ def load_canonical(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{path}: not a readable .npz checkpoint ({exc})") from None
     check_canonical(params, str(path))
     return params
+
+
+def not_npz_reason(path: Path) -> str:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == NPY_MAGIC:
+        return "a single .npy array, not a .npz checkpoint of named arrays"
+    return "not a .npz checkpoint (np.savez writes a zip of named arrays)"
 
 
 def check_canonical(params: dict[str, np.ndarray], where: str) -> None:

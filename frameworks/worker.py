@@ -54,7 +54,7 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
         bench = importlib.import_module(f"{fw.__name__}.bench")
         return bench.benchmark(cfg, mnist_init(cfg.seed), data, device)
     init = mnist_init(cfg.seed) if m.init == "shared" else None
-    model = mnist.create_model(m, init, device)
+    model = mnist.create_model(m, init, device, seed=cfg.seed)
     if init is not None:  # the first training batch, for the first-step parity checks
         idx = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
         probe = mnist.probe(model, data.train_images[idx], data.train_labels[idx], device)
@@ -95,8 +95,10 @@ def run(framework: str, cfg: RunConfig) -> dict[str, Any]:
     try:
         fw = importlib.import_module(f"frameworks.{framework}")
         runtime = importlib.import_module(f"frameworks.{framework}.runtime")
-        entry.update(runtime.versions())
-        entry["device"] = runtime.configure(cfg)
+        try:
+            entry["device"] = runtime.configure(cfg)  # first: threads and devices are fixed before any use
+        finally:
+            entry.update(runtime.versions())
         task = run_plane if cfg.task == "plane" else run_mnist
         entry.update(task(cfg, fw, entry["device"]))
         entry["status"] = "ok"

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 
 from common.config import RunConfig
+from common.errors import UserError
 
 
 def configure(cfg: RunConfig) -> str:
     """Apply the run's device and profile; return the device name for results.json."""
+    if cfg.threads:
+        # JAX has no thread-count setting: XLA sizes its CPU thread pool to the cores this
+        # process may run on, so --threads N restricts the process to N of them (before the
+        # first jax.devices() call creates the pool).
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: cfg.threads])
     if cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # JAX silently computes in float32 otherwise
     gpus = [d for d in jax.devices() if d.platform == "gpu"] if cfg.device != "cpu" else []
     if cfg.device == "gpu" and not gpus:
-        raise RuntimeError("--device gpu: JAX sees no GPU")
+        raise UserError("--device gpu: JAX sees no GPU (jaxlib without CUDA? see README, GPU)")
     if gpus and cfg.profile == "strict":
         # JAX's default matmul/conv precision on NVIDIA GPUs may use TF32.
         jax.config.update("jax_default_matmul_precision", "highest")

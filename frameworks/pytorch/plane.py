@@ -8,6 +8,7 @@ import torch
 from common.config import RunConfig
 from common.data import PLANE_POINTS
 from common.weights import plane_start
+from frameworks.pytorch.runtime import torch_device
 
 
 def loss_fn(a: torch.Tensor, b: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -18,11 +19,11 @@ def loss_fn(a: torch.Tensor, b: torch.Tensor, points: torch.Tensor) -> torch.Ten
 
 def fit_plane(cfg: RunConfig, device: str) -> np.ndarray:
     """Run cfg.plane.steps updates; return (a, b) after each one, shape (steps, 2)."""
-    dtype = getattr(torch, cfg.plane.dtype)
-    points = torch.tensor(PLANE_POINTS, dtype=dtype)
+    dtype, where = getattr(torch, cfg.plane.dtype), torch_device(device)
+    points = torch.tensor(PLANE_POINTS, dtype=dtype, device=where)
     a0, b0 = plane_start(cfg.seed)
-    a = torch.tensor(a0, dtype=dtype, requires_grad=True)
-    b = torch.tensor(b0, dtype=dtype, requires_grad=True)
+    a = torch.tensor(a0, dtype=dtype, device=where, requires_grad=True)
+    b = torch.tensor(b0, dtype=dtype, device=where, requires_grad=True)
     trajectory = np.empty((cfg.plane.steps, 2))
     for step in range(cfg.plane.steps):
         # Forward pass

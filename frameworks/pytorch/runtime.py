@@ -5,15 +5,17 @@ from __future__ import annotations
 import torch
 
 from common.config import RunConfig
+from common.errors import UserError
 
 
 def configure(cfg: RunConfig) -> str:
     """Apply the run's device and profile; return the device name for results.json."""
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.threads)  # intra-op threads: the ones that run the convolutions
     use_gpu = cfg.device != "cpu" and torch.cuda.is_available()
     if cfg.device == "gpu" and not use_gpu:
-        raise RuntimeError("--device gpu: PyTorch sees no CUDA device")
+        build = "a CUDA build" if torch.version.cuda else "a CPU-only build; see README, GPU"
+        raise UserError(f"--device gpu: PyTorch sees no CUDA device ({build})")
     if use_gpu and cfg.profile == "strict":
         # PyTorch lets cuDNN convolutions use TF32 by default; parity needs full fp32.
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -24,7 +26,6 @@ def configure(cfg: RunConfig) -> str:
         # 1000x less exact: 3.8e-4 vs 3.8e-7 of the float64 gradient on an H200. PyTorch's own
         # CUDA convolutions are deterministic and exact to float32 rounding, if slower.
         torch.backends.cudnn.enabled = False
-    torch.manual_seed(cfg.seed)  # only --init native draws from it
     return f"cuda:0 ({torch.cuda.get_device_name(0)})" if use_gpu else "cpu"
 
 

@@ -35,8 +35,9 @@ class Net(tf.keras.Model):
         return self.fc(x)
 
 
-def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str) -> Net:
-    """A Net in cfg.dtype, from canonical weights or Keras's own initialisers."""
+def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str, seed: int = 0) -> Net:
+    """A Net in cfg.dtype, from canonical weights or Keras's own initialisers (drawn from `seed`)."""
+    tf.keras.utils.set_random_seed(seed)  # Keras initialisers draw from the global seed
     model = Net(cfg.dtype)
     model(np.zeros((1, 28, 28, 1), dtype=cfg.dtype))  # Keras creates weights on the first call
     if params is not None:

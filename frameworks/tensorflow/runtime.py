@@ -5,18 +5,22 @@ from __future__ import annotations
 import tensorflow as tf
 
 from common.config import RunConfig
+from common.errors import UserError
 
 
 def configure(cfg: RunConfig) -> str:
     """Apply the run's device and profile; return the device name for results.json."""
-    if cfg.threads:
+    if cfg.threads:  # within one op, and between independent ops: both pools default to every core
         tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
     gpus = tf.config.list_physical_devices("GPU")
     if cfg.device == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
         gpus = []
     if cfg.device == "gpu" and not gpus:
-        raise RuntimeError("--device gpu: TensorFlow sees no GPU")
+        cuda = tf.sysconfig.get_build_info().get("is_cuda_build")
+        build = "a CUDA build" if cuda else "a CPU-only build; see README, GPU"
+        raise UserError(f"--device gpu: TensorFlow sees no GPU ({build})")
     if gpus:
         tf.config.experimental.set_memory_growth(gpus[0], True)  # leave memory to measure peaks
     if gpus and cfg.profile == "strict":
@@ -26,7 +30,6 @@ def configure(cfg: RunConfig) -> str:
     # Keras makes the optimizer's learning-rate variable in floatx(), float32 by default, even
     # for float64 weights: lr = 0.05 would then carry a 7e-10 rounding error into every update.
     tf.keras.backend.set_floatx(cfg.dtype)
-    tf.keras.utils.set_random_seed(cfg.seed)  # only --init native draws from it
     if gpus:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
         return f"gpu:0 ({name})"
