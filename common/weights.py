@@ -24,6 +24,7 @@ CANONICAL_SHAPES: dict[str, tuple[int, ...]] = {
     "fc.bias": (10,),
 }
 NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
 N_PARAMETERS = sum(int(np.prod(s)) for s in CANONICAL_SHAPES.values())  # 35,546
 
 
@@ -80,6 +81,8 @@ def not_npz_reason(path: Path) -> str:
         magic = f.read(6)
     if magic == NPY_MAGIC:
         return "a single .npy array, not a .npz checkpoint of named arrays"
+    if magic.startswith(ZIP_MAGIC):
+        return "a damaged .npz checkpoint (its zip archive is incomplete)"
     return "not a .npz checkpoint (np.savez writes a zip of named arrays)"
 
 

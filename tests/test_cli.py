@@ -101,4 +101,7 @@ def test_eval_params_pickled_objects_are_never_loaded(tmp_path: Path) -> None:
 def test_eval_params_damaged_file(tmp_path: Path) -> None:
     path = tmp_path / "p.npz"
     path.write_bytes(b"PK\x03\x04 this is not a zip")
-    assert refused("--eval-params", str(path)).startswith(f"error: {path}: not a readable .npz checkpoint")
+    assert refused("--eval-params", str(path)) == (
+        f"error: {path}: a damaged .npz checkpoint (its zip archive is incomplete); "
+        "save the canonical arrays with np.savez(path, **params)"
+    )

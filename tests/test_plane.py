@@ -63,5 +63,5 @@ def test_three_plane_fits_agree_and_reach_the_optimum(tmp_path) -> None:
         assert len(runs[f]["losses"]) == 5000
     assert doc["optimum"]["loss"] == pytest.approx(0.487096, abs=1e-6)
     assert doc["parity"]["passed"] is True
-    assert {c["name"] for c in doc["parity"]["checks"]} >= {"a, b at every iteration: max abs difference"}
+    assert {c["name"] for c in doc["parity"]["checks"]} >= {"a, b at every iteration (float64): max abs difference"}
     assert "pytorch" in proc.stdout and "AGREE" in proc.stdout

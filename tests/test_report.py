@@ -104,7 +104,7 @@ def mnist_doc(tmp_path: Path, **mnist: Any) -> dict[str, Any]:
         mnist_run("tensorflow", 1e-6),
         results.not_run("jax", "failed", "ImportError: no module named jax\n(second line of the error)"),
     ]
-    verdict = parity.verdict(CHECKS, note="shared initial weights, float32, strict profile")
+    verdict = parity.verdict(CHECKS, runs, note="shared initial weights, float32, strict profile")
     return results.build("mnist", cfg.to_dict(), ENVIRONMENT, runs, verdict, profile=cfg.profile)
 
 
@@ -183,7 +183,7 @@ def test_benchmark_writes_report_only(tmp_path: Path) -> None:
         ran("pytorch", steps_per_second=41.5, images_per_second=4150.0, wall_seconds=3.0),
         results.not_run("jax", "failed", "boom"),
     ]
-    doc["parity"] = parity.verdict([], note="benchmark mode: timings only, no parity checks")
+    doc["parity"] = parity.verdict([], doc["runs"], note="benchmark mode: timings only, no parity checks")
     assert report.write_report(doc, tmp_path) == [tmp_path / "report.md"]
     text = (tmp_path / "report.md").read_text()
     assert "| steps per second | images per second |" in text
