@@ -99,6 +99,7 @@ def run(framework: str, cfg: RunConfig) -> dict[str, Any]:
             entry["device"] = runtime.configure(cfg)  # first: threads and devices are fixed before any use
         finally:
             entry.update(runtime.versions())
+        entry["threads"] = runtime.threads()
         task = run_plane if cfg.task == "plane" else run_mnist
         entry.update(task(cfg, fw, entry["device"]))
         entry["status"] = "ok"

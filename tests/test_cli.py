@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.environment import gpu_visible
 from common.weights import mnist_init
 from tests.conftest import run_compare
 
@@ -105,3 +106,60 @@ def test_eval_params_damaged_file(tmp_path: Path) -> None:
         f"error: {path}: a damaged .npz checkpoint (its zip archive is incomplete); "
         "save the canonical arrays with np.savez(path, **params)"
     )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--lr", "nan"), ("--lr", "inf"), ("--timeout", "nan"), ("--timeout", "-inf")],
+)
+def test_numbers_must_be_finite(flag: str, value: str) -> None:
+    """A nan --timeout would never fire; a nan --lr would train on garbage."""
+    line = refused("--task", "mnist", f"{flag}={value}")  # '=': argparse would take '-inf' for an option
+    assert line == f"error: {flag} must be a finite number, got {float(value)}"
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seed_out_of_range(seed: str) -> None:
+    assert refused("--task", "plane", "--seed", seed) == f"error: --seed must be between 0 and 4294967295, got {seed}"
+
+
+def test_benchmark_refuses_the_plane_task() -> None:
+    assert refused("--task", "plane", "--benchmark") == (
+        "error: --benchmark times the MNIST training step; it does not apply to --task plane"
+    )
+
+
+def test_benchmark_refuses_eval_params(tmp_path: Path) -> None:
+    path = tmp_path / "p.npz"
+    np.savez(path, **mnist_init(0))
+    assert refused("--benchmark", "--eval-params", str(path)) == (
+        "error: --benchmark times training and --eval-params scores a checkpoint: choose one"
+    )
+
+
+def test_eval_params_refuses_a_single_npy_array(tmp_path: Path) -> None:
+    path = tmp_path / "conv1.npy"
+    np.save(path, mnist_init(0)["conv1.weight"])
+    assert refused("--eval-params", str(path)) == (
+        f"error: {path}: a single .npy array, not a .npz checkpoint of named arrays; "
+        "save the canonical arrays with np.savez(path, **params)"
+    )
+
+
+def test_eval_params_refuses_a_text_file(tmp_path: Path) -> None:
+    """np.load would try to unpickle it and say 'pickled data', which would be wrong."""
+    path = tmp_path / "weights.txt"
+    path.write_text("0.1 0.2 0.3\n")
+    assert refused("--eval-params", str(path)) == (
+        f"error: {path}: not a .npz checkpoint (np.savez writes a zip of named arrays); "
+        "save the canonical arrays with np.savez(path, **params)"
+    )
+
+
+@pytest.mark.skipif(gpu_visible(), reason="this machine has a GPU")
+def test_device_gpu_without_a_gpu_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert refused("--device", "gpu", "--task", "plane", "--out", str(out)) == (
+        "error: --device gpu: this machine shows no GPU (no NVIDIA device); use --device auto or cpu"
+    )
+    assert not out.exists()  # validated first, created after

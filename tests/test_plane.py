@@ -58,7 +58,8 @@ def test_three_plane_fits_agree_and_reach_the_optimum(tmp_path) -> None:
     trajectories = {f: np.array(r["trajectory"]) for f, r in runs.items()}
     for f, t in trajectories.items():
         assert t.shape == (5000, 2), f
-        assert np.abs(t - trajectories["pytorch"]).max() <= 1e-4, f
+        if f != "pytorch":
+            assert np.abs(t - trajectories["pytorch"]).max() <= 1e-12, f  # measured 1.1e-16
         assert runs[f]["final_loss"] <= 1.01 * doc["optimum"]["loss"], f
         assert len(runs[f]["losses"]) == 5000
     assert doc["optimum"]["loss"] == pytest.approx(0.487096, abs=1e-6)

@@ -83,9 +83,9 @@ def test_ctrl_c_records_what_finished_and_leaves_valid_results(tmp_path: Path) -
     cmd += ["--frameworks", "jax,pytorch,tensorflow"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (out / "runs" / "jax.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # the pytorch worker is now hanging in `import torch`
+    while not (out / "logs" / "pytorch.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # jax has finished and been collected: the pytorch worker has started
+    time.sleep(1.0)  # and is now hanging in `import torch`
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -139,6 +139,7 @@ def test_damaged_data_files_exit_2_with_the_file_named(tmp_path: Path) -> None:
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: {tmp_path}/train-images-idx3-ubyte: SHA-256 mismatch (expected ")
     assert line.endswith("delete it and rerun to fetch it again, or replace it with the original IDX file")
+    assert not (tmp_path / "out").exists()  # input is validated before the output directory is made
 
 
 def test_unreadable_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -155,10 +156,59 @@ def test_unwritable_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys)
     assert capsys.readouterr().err == f"error: --out {tmp_path / 'o'}: not writable; choose another directory\n"
 
 
-def test_results_are_written_atomically(tmp_path: Path) -> None:
-    """No temporary file is left behind, and the JSON is complete."""
-    from common.io import atomic_write_json
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C (or a crash) between writing and renaming: readers still see the complete old file."""
+    from common import io
 
-    atomic_write_json(tmp_path / "results.json", {"x": np.float32(1.5), "y": np.arange(3)})
-    assert json.loads((tmp_path / "results.json").read_text()) == {"x": 1.5, "y": [0, 1, 2]}
+    target = tmp_path / "results.json"
+    io.atomic_write_json(target, {"run": "first"})
+
+    def interrupted(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        io.atomic_write_json(target, {"run": "second", "x": np.arange(3)})
+    assert json.loads(target.read_text()) == {"run": "first"}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_written_files_are_readable_by_others(tmp_path: Path) -> None:
+    """mkstemp creates 0600 files; results are for sharing, so they get the umask's usual mode."""
+    from common.io import atomic_write_json, current_umask
+
+    atomic_write_json(tmp_path / "results.json", {"x": np.float32(1.5)})
+    assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    assert json.loads((tmp_path / "results.json").read_text()) == {"x": 1.5}
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("where", ["report", "reference"])
+def test_ctrl_c_after_training_keeps_results(tmp_path: Path, monkeypatch, capsys, where: str) -> None:
+    """Ctrl-C while report.md is written (or the benchmark's reference matmul runs): 130, results kept."""
+    from common import benchmark, report
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    if where == "report":
+        monkeypatch.setattr(report, "write_report", interrupt)
+        args = ["--task", "plane"]
+    else:
+        monkeypatch.setattr(benchmark, "numpy_reference", interrupt)
+        args = ["--task", "mnist", "--benchmark", "--train-limit", "1000"]
+    assert compare.main([*args, "--frameworks", "jax", "--out", str(out), "--quiet"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "interrupted"
+    assert runs_by_framework(load_results(out))["jax"]["status"] == "ok"
+
+
+def test_ctrl_c_during_the_data_download_creates_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("common.fetch.fetch_mnist", interrupt)
+    out = tmp_path / "run"
+    assert compare.main(["--task", "mnist", "--out", str(out), "--quiet"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert not out.exists()

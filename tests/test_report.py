@@ -104,7 +104,8 @@ def mnist_doc(tmp_path: Path, **mnist: Any) -> dict[str, Any]:
         mnist_run("tensorflow", 1e-6),
         results.not_run("jax", "failed", "ImportError: no module named jax\n(second line of the error)"),
     ]
-    verdict = parity.verdict(CHECKS, runs, note="shared initial weights, float32, strict profile")
+    checks = [dict(c) for c in CHECKS]  # a copy: tests damage documents
+    verdict = parity.verdict(checks, runs, note="shared initial weights, float32, strict profile")
     return results.build("mnist", cfg.to_dict(), ENVIRONMENT, runs, verdict, profile=cfg.profile)
 
 
@@ -237,3 +238,70 @@ def test_moving_average_matches_a_plain_mean() -> None:
     smooth = moving_average(values, 4)
     assert len(smooth) == 7
     assert math.isclose(smooth[0], 1.5) and math.isclose(smooth[-1], 7.5)
+
+
+def damage(doc: dict[str, Any], path: tuple[Any, ...]) -> None:
+    """Delete the field at `path` (keys and list indices) from a results document."""
+    for key in path[:-1]:
+        doc = doc[key]
+    del doc[path[-1]]
+
+
+@pytest.mark.parametrize(
+    ("make", "path", "message"),
+    [
+        (mnist_doc, ("runs", 0, "test_accuracy"), "missing runs[0].test_accuracy"),
+        (mnist_doc, ("config", "mnist", "epochs"), "missing config.mnist.epochs"),
+        (mnist_doc, ("parity", "checks", 1, "tolerance"), "missing parity.checks[1].tolerance"),
+        (mnist_doc, ("runs", 1, "status"), "missing runs[1].status"),
+        (plane_doc, ("optimum", "loss"), "missing optimum.loss"),
+        (plane_doc, ("runs", 2, "losses"), "missing runs[2].losses"),
+    ],
+)
+def test_cli_report_names_a_missing_inner_field(tmp_path: Path, make: Any, path: tuple, message: str) -> None:
+    doc = make(tmp_path)
+    damage(doc, path)
+    results.write(tmp_path, doc)
+    proc = run_compare("--report", str(tmp_path), timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == f"error: {tmp_path / 'results.json'}: damaged results file, {message}\n"
+
+
+def test_a_field_of_the_wrong_type_is_named(tmp_path: Path) -> None:
+    doc = mnist_doc(tmp_path)
+    doc["runs"][0]["test_loss"] = "0.05"
+    with pytest.raises(results.Malformed, match=r"^runs\[0\]\.test_loss is not a number$"):
+        results.validate(doc)
+    doc = mnist_doc(tmp_path)
+    doc["runs"][1]["step_losses"][3] = None
+    with pytest.raises(results.Malformed, match=r"^runs\[1\]\.step_losses holds something other than numbers$"):
+        results.validate(doc)
+
+
+def test_cli_report_on_an_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """(Root reads everything, so the permission error is raised in-process.)"""
+    import compare
+
+    results.write(tmp_path, mnist_doc(tmp_path))
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    assert compare.main(["--report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'results.json'}: cannot read it (Permission denied)\n"
+
+
+def test_cli_report_into_an_unwritable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import compare
+    from common import io
+
+    results.write(tmp_path, mnist_doc(tmp_path))
+
+    def denied(path: Path, data: bytes) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(report, "atomic_write_text", lambda path, text: denied(path, text.encode()))
+    monkeypatch.setattr(io, "atomic_write_bytes", denied)
+    assert compare.main(["--report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --report {tmp_path}: cannot write the report there (Permission denied)\n"

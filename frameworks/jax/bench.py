@@ -15,8 +15,7 @@ import jax.numpy as jnp
 from common import benchmark as bm
 from common.config import RunConfig
 from common.data import Mnist
-from common.environment import usable_cores
-from frameworks.jax import mnist
+from frameworks.jax import mnist, runtime
 
 GPU_MATMUL_N = 8192
 
@@ -35,8 +34,7 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
         loss.block_until_ready()
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    # XLA's CPU backend sizes its thread pool to the cores it may run on.
-    result.update(threads=usable_cores(), os_threads=bm.os_threads())
+    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
     if gpu:
         stats = jax.devices()[0].memory_stats() or {}
         if "peak_bytes_in_use" in stats:

@@ -7,6 +7,7 @@ import os
 import jax
 
 from common.config import RunConfig
+from common.environment import usable_cores
 from common.errors import UserError
 
 
@@ -28,6 +29,11 @@ def configure(cfg: RunConfig) -> str:
     device = gpus[0] if gpus else jax.devices("cpu")[0]
     jax.config.update("jax_default_device", device)
     return f"gpu:0 ({device.device_kind})" if gpus else "cpu"
+
+
+def threads() -> int:
+    """XLA's CPU thread pool has one thread per core this process may run on."""
+    return usable_cores()
 
 
 def versions() -> dict[str, str]:

@@ -14,7 +14,7 @@ import torch
 from common import benchmark as bm
 from common.config import RunConfig
 from common.data import Mnist
-from frameworks.pytorch import mnist
+from frameworks.pytorch import mnist, runtime
 from frameworks.pytorch.runtime import torch_device
 
 GPU_MATMUL_N = 8192
@@ -34,7 +34,7 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
         loss.item()  # host read: waits for the queued steps
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    result.update(threads=torch.get_num_threads(), os_threads=bm.os_threads())
+    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
     if gpu:
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
         result["device_matmul_gflops"] = gpu_matmul_gflops(getattr(torch, m.dtype))

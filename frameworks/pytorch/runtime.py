@@ -29,6 +29,11 @@ def configure(cfg: RunConfig) -> str:
     return f"cuda:0 ({torch.cuda.get_device_name(0)})" if use_gpu else "cpu"
 
 
+def threads() -> int:
+    """The intra-op threads PyTorch runs its CPU kernels on."""
+    return torch.get_num_threads()
+
+
 def torch_device(device: str) -> torch.device:
     return torch.device("cuda" if device.startswith("cuda") else "cpu")
 

@@ -15,8 +15,7 @@ import tensorflow as tf
 from common import benchmark as bm
 from common.config import RunConfig
 from common.data import Mnist
-from common.environment import usable_cores
-from frameworks.tensorflow import mnist
+from frameworks.tensorflow import mnist, runtime
 
 GPU_MATMUL_N = 8192
 
@@ -35,9 +34,7 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
         loss.numpy()  # host read: waits for the steps before it
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    # 0 means "TensorFlow's default": one intra-op thread per core.
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or usable_cores()
-    result.update(threads=threads, os_threads=bm.os_threads())
+    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
     if gpu:
         result["peak_gpu_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
         result["device_matmul_gflops"] = gpu_matmul_gflops(m.dtype)

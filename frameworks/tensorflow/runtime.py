@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from common.config import RunConfig
+from common.environment import usable_cores
 from common.errors import UserError
 
 
@@ -34,6 +35,11 @@ def configure(cfg: RunConfig) -> str:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
         return f"gpu:0 ({name})"
     return "cpu"
+
+
+def threads() -> int:
+    """TensorFlow's intra-op pool size; 0 means its default, one thread per usable core."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or usable_cores()
 
 
 def versions() -> dict[str, str]:
