@@ -49,7 +49,12 @@ def make_parser() -> Parser:
     p.add_argument("--out", help="output directory (default runs/<task>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory's results")
     p.add_argument("--data-dir", help="directory holding the MNIST IDX files (default $MNIST_DIR, then the cache)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads per framework (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads per framework: PyTorch's and TensorFlow's pools, JAX's CPU affinity (default: all cores)",
+    )
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before a framework is stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--lr", type=float, help="learning rate (plane: 0.005, mnist: 0.02 SGD / 0.001 Adam)")
