@@ -13,7 +13,7 @@ import re
 
 CLASS_PREFIX = "t"  # Pygments' short classes (n, s, w...) would collide with the page's own
 LONG_WORD = 28  # longer runs get break points after opening brackets: a column holds ~50 characters
-OPENERS = "([{"
+OPENERS = "({"  # not "[": "gpus[" / "0]" reads worse than a longer line
 CLOSERS = ")]}"
 LIGHT_STYLE = "default"
 DARK_STYLE = "github-dark"
