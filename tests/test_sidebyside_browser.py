@@ -76,6 +76,12 @@ VISIBLE_COLUMNS = """(frameworks) => {
 }"""
 
 
+# A token (or a run of tokens kept together) whose boxes sit on more than one line has been split.
+SPLIT_TOKENS = """() => [...document.querySelectorAll('td.src span')]
+  .filter((span) => new Set([...span.getClientRects()].map((r) => Math.round(r.top))).size > 1)
+  .map((span) => span.textContent)"""
+
+
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     reason = browser.missing()
@@ -117,7 +123,9 @@ def test_wide_layout_aligns_sections_and_landmarks(chromium: Any, tmp_path: Path
 def test_wide_layout_does_not_overflow_at_1400px(chromium: Any) -> None:
     page = open_page(chromium, 1400)
     found = page.evaluate(MEASURE_WIDE)
+    split = page.evaluate(SPLIT_TOKENS)
     page.close()
+    assert split == []  # lines wrap between tokens only
     assert found["overflowing"] == []
     assert found["pageWidth"] <= found["viewport"] == 1400
     assert found["tableRight"] <= 1400
@@ -134,10 +142,14 @@ def test_in_between_widths_never_widen_the_page(chromium: Any, width: int) -> No
 
 def test_narrow_layout_shows_each_implementation_in_a_tab(chromium: Any, tmp_path: Path) -> None:
     page = open_page(chromium, 390, 844, device_scale_factor=1, is_mobile=True, has_touch=True)
+    page.evaluate("document.getElementById('step').scrollIntoView()")
+    heading_top = "document.querySelector('#step h2').getBoundingClientRect().top"
     for fw in FRAMEWORKS:
+        before = page.evaluate(heading_top)
         page.click(f"label[for=show-{fw}]")
         found = page.evaluate(VISIBLE_COLUMNS, list(FRAMEWORKS))
-        page.locator("section#step").scroll_into_view_if_needed()
+        assert abs(page.evaluate(heading_top) - before) <= 2, "switching tabs must keep the reader's place"
+        assert page.evaluate(SPLIT_TOKENS) == []
         page.screenshot(path=str(tmp_path / f"narrow-{fw}.png"))
         assert found["tabs"]
         assert found["pageWidth"] <= found["viewport"] == 390
