@@ -414,8 +414,8 @@ def header_html(labels: dict[str, str]) -> str:
         "<p>The MNIST CNN and the plane fit of <strong>triptych</strong>, one framework per column, in the"
         " order a training program is taught: data, model, loss, optimizer, training step, loop, evaluation."
         f" The same step sits on the same row: lines align on the comment landmarks {marks} and on"
-        ' matching definitions. <span class="fill-sample"></span>&nbsp;Hatched rows are filler: code is never'
-        " reordered, and line numbers are those of the files. Under the code, the rows of"
+        ' matching definitions. <span class="fill-sample" aria-hidden="true"></span>&nbsp;Hatched rows are'
+        " filler: code is never reordered, and line numbers are those of the files. Under the code, the rows of"
         f' <a href="differences.md">{LEDGER_PATH}</a> say where the frameworks differ and what triptych does'
         " about it.</p>\n"
         f'<p class="versions">Pinned in constraints.txt: {versions}.</p>\n'
