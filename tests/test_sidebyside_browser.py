@@ -132,12 +132,23 @@ def test_wide_layout_does_not_overflow_at_1400px(chromium: Any) -> None:
 
 
 @pytest.mark.parametrize("width", [1000, 1200])
-def test_in_between_widths_never_widen_the_page(chromium: Any, width: int) -> None:
+def test_in_between_widths_keep_alignment_and_never_widen_the_page(chromium: Any, width: int) -> None:
+    """Three columns still; a line whose names cannot fit scrolls in its own cell, over nothing else."""
     page = open_page(chromium, width)
     found = page.evaluate(MEASURE_WIDE)
+    unscrollable = page.evaluate(
+        """() => [...document.querySelectorAll('td.src')]
+          .filter((td) => td.scrollWidth > td.clientWidth + 1 && getComputedStyle(td).overflowX !== 'auto')
+          .map((td) => td.textContent.slice(0, 60))"""
+    )
+    split = page.evaluate(SPLIT_TOKENS)
     page.close()
     assert found["pageWidth"] <= width
+    assert found["tableRight"] <= width
     assert all(s["spread"] <= TOLERANCE_PX for s in found["sections"])
+    assert all(a["spread"] <= TOLERANCE_PX for a in found["anchors"])
+    assert unscrollable == []
+    assert split == []
 
 
 def test_narrow_layout_shows_each_implementation_in_a_tab(chromium: Any, tmp_path: Path) -> None:
