@@ -70,6 +70,7 @@ RUNTIME = Module(
     "setup",
     (
         one("setup", "configure", "10", "11", "13", "13b"),
+        one("setup", "threads"),
         Row(
             "setup",
             (

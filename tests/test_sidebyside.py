@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from common.align import FILL, align, anchor_order
 from common.contract import FRAMEWORKS, LANDMARKS, MODULES
-from common.ledger import read_ledger
-from common.pysource import read_source
-from common.sidebyside import COMMAND, PAGE, SECTION_KEYS, pinned_versions, render, version_label
+from common.sidebyside.align import FILL, align, anchor_order
+from common.sidebyside.ledger import read_ledger
+from common.sidebyside.page import COMMAND, PAGE, SECTION_KEYS, pinned_versions, render, version_label
+from common.sidebyside.pysource import read_source
 from tests.conftest import ROOT
 
 RENDERER_DISTS = ("pygments", "markdown-it-py")

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from common import browser
 from common.contract import FRAMEWORKS, LANDMARKS
-from common.sidebyside import PAGE, SECTIONS
+from common.sidebyside import browser
+from common.sidebyside.page import PAGE, SECTIONS
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser

@@ -11,11 +11,11 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.align import FILL, align, anchor_order
 from common.contract import FRAMEWORKS, LANDMARKS, MODULES, Fn, Module, Row
-from common.highlight import highlight_lines
-from common.ledger import LedgerRow
-from common.pysource import SourceFile, read_source
+from common.sidebyside.align import FILL, align, anchor_order
+from common.sidebyside.highlight import highlight_lines
+from common.sidebyside.ledger import LedgerRow
+from common.sidebyside.pysource import SourceFile, read_source
 
 GAP = 0  # a blank between two functions shown in one cell: not a source line
 

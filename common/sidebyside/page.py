@@ -16,15 +16,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.coderows import Sources, indent_of, read_sources, row_html, row_id
 from common.contract import FRAMEWORK_TITLES, FRAMEWORKS, LANDMARKS, MODULES, Module, Row, problems
-from common.highlight import token_css
-from common.ledger import LEDGER_PATH, LedgerRow, read_ledger
+from common.sidebyside.coderows import Sources, indent_of, read_sources, row_html, row_id
+from common.sidebyside.highlight import token_css
+from common.sidebyside.ledger import LEDGER_PATH, LedgerRow, read_ledger
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = "docs/side-by-side.html"
 SCREENSHOT = "docs/side-by-side.png"
-STYLESHEET = Path(__file__).with_name("sidebyside.css")
+STYLESHEET = Path(__file__).with_name("page.css")
 COMMAND = "make read"
 
 
@@ -328,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help=f"exit 1 if {PAGE} is not what the sources give")
     parser.add_argument("--screenshot", action="store_true", help=f"write {SCREENSHOT} (needs Chromium)")
     args = parser.parse_args(argv)
-    page = render(ROOT)
+    try:
+        page = render(ROOT)
+    except ValueError as exc:  # the packages broke the contract: say which function, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     target = ROOT / PAGE
     if args.check:
         current = target.read_text(encoding="utf-8") if target.exists() else ""
@@ -342,13 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     target.write_text(page, encoding="utf-8")
     print(PAGE)
     if args.screenshot:
-        from common.browser import chromium, screenshot_section
+        from common.sidebyside.browser import chromium, screenshot_section
 
         with chromium() as browser:
             screenshot_section(browser, target, ROOT / SCREENSHOT)
         print(SCREENSHOT)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
