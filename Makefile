@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test data lint format bench plane clean
+.PHONY: run test data lint format bench plane read clean
 
 run: $(STAMP) data
 	$(PY) compare.py --task mnist $(ARGS)
@@ -29,6 +29,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 data: $(STAMP)
 	$(PY) -m common.fetch
+
+# docs/side-by-side.html from the framework sources (parsed, not imported); prints its path.
+# ARGS="--screenshot" also writes docs/side-by-side.png (needs Chromium).
+read: $(STAMP)
+	$(PY) -m common.sidebyside $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
