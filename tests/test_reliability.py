@@ -138,7 +138,7 @@ def test_damaged_data_files_exit_2_with_the_file_named(tmp_path: Path) -> None:
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: {tmp_path}/train-images-idx3-ubyte: SHA-256 mismatch (expected ")
-    assert line.endswith("delete it and rerun to fetch it again, or replace it with the original IDX file")
+    assert line.endswith("replace it with the original MNIST file (raw IDX or .gz)")
 
 
 def test_unreadable_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
