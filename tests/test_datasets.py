@@ -408,9 +408,10 @@ def test_fashion_mnist_short_run_reads_the_debian_copy_in_place_and_agrees(tmp_p
     assert doc["config"]["data_dir"] == str(DEBIAN_DIR)
     assert doc["config"]["mnist"]["dataset"] == "fashion-mnist"
     for framework, run in runs_by_framework(doc).items():
-        # Measured (AMD EPYC, CPU): 74.25 / 74.21 / 74.25%; MNIST's normalisation would train differently.
-        assert run["test_accuracy"] > 0.70, framework
+        # Measured on the 2-core AMD EPYC (CPU builds): 70.27 / 70.35 / 70.31% (PyTorch / TF / JAX),
+        # 50 steps from chance (10%); the margin allows for other CPUs and library versions.
+        assert run["test_accuracy"] > 0.65, framework
     assert "**Configuration:** dataset fashion-mnist · epochs 1 ·" in (out / "report.md").read_text()
     assert (out / "report.md").read_text().startswith("## triptych: mnist on fashion-mnist: ")
-    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "cache" / "triptych").exists()  # (matplotlib may keep its font cache there)
     assert listing(DEBIAN_DIR) == before
