@@ -27,7 +27,7 @@ def test_unknown_task() -> None:
 
 def test_unknown_dataset() -> None:
     assert refused("--dataset", "cifar") == (
-        "error: argument --dataset: invalid choice: 'cifar' (choose from mnist, fashion-mnist) (see --help)"
+        "error: argument --dataset: invalid choice: 'cifar' (choose from 'mnist', 'fashion-mnist') (see --help)"
     )
 
 
