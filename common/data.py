@@ -100,21 +100,27 @@ def fix_hint(directory: Path, dataset: Dataset) -> str:
     return f"replace it with the original {dataset.title} file (raw IDX or .gz)"
 
 
-def gunzip(blob: bytes, limit: int, where: str, fix: str) -> bytes:
+def refusal(where: str, problem: str, fix: str) -> UserError:
+    """'WHERE: PROBLEM; FIX', leaving out an empty WHERE or FIX (a download lists its URL itself)."""
+    message = f"{problem}; {fix}" if fix else problem
+    return UserError(f"{where}: {message}" if where else message)
+
+
+def gunzip(blob: bytes, limit: int, where: str = "", fix: str = "") -> bytes:
     """Decompress a gzip file in memory, stopping at `limit` bytes; a damaged one is a UserError."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         content = inflater.decompress(blob, limit + 1)
     except zlib.error as exc:
-        raise UserError(f"{where}: damaged gzip file ({exc}); {fix}") from None
+        raise refusal(where, f"damaged gzip file ({exc})", fix) from None
     if len(content) > limit:
-        raise UserError(f"{where}: damaged gzip file (more than {limit} bytes inside); {fix}")
+        raise refusal(where, f"damaged gzip file (more than {limit} bytes inside)", fix)
     if not inflater.eof:
-        raise UserError(f"{where}: damaged gzip file (truncated: ends after {len(blob)} bytes); {fix}")
+        raise refusal(where, f"damaged gzip file (truncated: ends after {len(blob)} bytes)", fix)
     return content
 
 
-def verified_content(blob: bytes, name: str, dataset: Dataset, where: str, gz: bool, fix: str = "") -> bytes:
+def verified_content(blob: bytes, name: str, dataset: Dataset, gz: bool, where: str = "", fix: str = "") -> bytes:
     """The IDX bytes of file `name` given as `blob` (raw, or .gz when `gz`), or a UserError.
 
     A raw file must match the published SHA-256 of the raw file. A .gz file is accepted when it
@@ -124,7 +130,6 @@ def verified_content(blob: bytes, name: str, dataset: Dataset, where: str, gz: b
     own `gzip` gives other bytes again, while the content is what is trained on. Either way
     everything accepted matches a published hash, and only then is it parsed as IDX.
     """
-    fix = fix or f"replace it with the original {dataset.title} file"
     published = dataset.files[name]
     digest = hashlib.sha256(blob).hexdigest()
     if gz and digest == published.gz:
@@ -135,13 +140,11 @@ def verified_content(blob: bytes, name: str, dataset: Dataset, where: str, gz: b
         return content
     other = identify(name, digest) or identify(name, actual)
     if other is not None and other is not dataset:
-        raise UserError(
-            f"{where}: this is {other.title}'s {name}, not {dataset.title}'s; "
-            f"pass --dataset {other.name}, or point --data-dir at the {dataset.title} files"
-        )
+        hint = f"pass --dataset {other.name}, or point --data-dir at the {dataset.title} files"
+        raise refusal(where, f"this is {other.title}'s {name}, not {dataset.title}'s", hint)
     got = f"{digest} for the archive, {actual} for its content" if gz else actual
     expected = f"{published.gz} for the archive or {published.raw} for its content" if gz else published.raw
-    raise UserError(f"{where}: SHA-256 mismatch (expected {expected}, got {got}); {fix}")
+    raise refusal(where, f"SHA-256 mismatch (expected {expected}, got {got})", fix)
 
 
 def read_verified(directory: Path, name: str, dataset: Dataset, verify: bool = True) -> bytes:
@@ -152,8 +155,8 @@ def read_verified(directory: Path, name: str, dataset: Dataset, verify: bool = T
     blob = path.read_bytes()
     gz = path.suffix == ".gz"
     if not verify:
-        return gunzip(blob, RAW_SIZES[name], str(path), "replace it") if gz else blob
-    return verified_content(blob, name, dataset, str(path), gz, fix_hint(directory, dataset))
+        return gunzip(blob, RAW_SIZES[name], str(path)) if gz else blob
+    return verified_content(blob, name, dataset, gz, str(path), fix_hint(directory, dataset))
 
 
 def missing_message(directory: Path, missing: list[str], dataset: Dataset) -> str:

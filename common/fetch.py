@@ -140,7 +140,7 @@ def fetch_into(directory: Path, dataset: Dataset, tried: list[str]) -> None:
         for mirror in MIRRORS.get(dataset.name, ()):
             url = f"{mirror}{name}.gz"
             try:
-                content = verified_content(download(url), name, dataset, "download", gz=True)
+                content = verified_content(download(url), name, dataset, gz=True)
                 land(directory / name, content, dataset.files[name].raw)
                 break
             except DOWNLOAD_ERRORS as exc:
