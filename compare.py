@@ -51,7 +51,7 @@ def make_parser() -> Parser:
     p.add_argument(
         "--data-dir",
         help="directory holding the dataset's four IDX files, raw or .gz; only read (default: $MNIST_DIR for mnist, "
-        "then the cache)",
+        "else the cache, Debian's copy or the mirrors)",
     )
     p.add_argument("--threads", type=int, default=0, help="CPU threads per framework (default: all cores)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before a framework is stopped")

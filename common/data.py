@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.datasets import FILE_NAMES, MNIST, RAW_SIZES, Dataset, get, identify, install_hint
+from common.datasets import FILE_NAMES, MNIST, RAW_SIZES, Dataset, get, identify
 from common.errors import UserError
 
 # The seed lecture's five points, verbatim: (x, y, value).
@@ -96,7 +96,7 @@ def fix_hint(directory: Path, dataset: Dataset) -> str:
     if directory == default_cache_dir(dataset.name):
         return "delete it and rerun to fetch it again"
     if str(directory) in dataset.system_dirs:
-        return f"reinstall it: {install_hint(dataset)} --reinstall"
+        return f"reinstall it: apt-get install --reinstall {dataset.system_package}"
     return f"replace it with the original {dataset.title} file (raw IDX or .gz)"
 
 

@@ -71,7 +71,7 @@ def test_hash_mismatch_names_file_both_hashes_and_the_fix(tmp_path: Path) -> Non
     ("where", "fix"),
     [
         ("cache", "delete it and rerun to fetch it again"),
-        ("system", "reinstall it: apt-get install dataset-fashion-mnist --reinstall"),
+        ("system", "reinstall it: apt-get install --reinstall dataset-fashion-mnist"),
         ("user", "replace it with the original Fashion-MNIST file (raw IDX or .gz)"),
     ],
 )
