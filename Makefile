@@ -4,11 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# The CNN's dataset: mnist or fashion-mnist (make run DATASET=fashion-mnist).
+DATASET ?= mnist
 
 .PHONY: run test data lint format bench plane read clean
 
 run: $(STAMP) data
-	$(PY) compare.py --task mnist $(ARGS)
+	$(PY) compare.py --task mnist --dataset $(DATASET) $(ARGS)
 
 test: $(STAMP) data
 	$(PY) -m pytest $(ARGS)
@@ -17,7 +19,7 @@ plane: $(STAMP)
 	$(PY) compare.py --task plane $(ARGS)
 
 bench: $(STAMP) data
-	$(PY) compare.py --task mnist --benchmark $(ARGS)
+	$(PY) compare.py --task mnist --dataset $(DATASET) --benchmark $(ARGS)
 
 # The venv is rebuilt when the pins change. constraints.txt pins every package (CPU builds);
 # torch==2.13.0 here is the CPU wheel. GPU users: see README, "GPU".
@@ -27,8 +29,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[all,dev]"
 	touch $(STAMP)
 
+# Into ~/.cache/triptych/$(DATASET) only; Fashion-MNIST from Debian's package is read in place.
 data: $(STAMP)
-	$(PY) -m common.fetch
+	$(PY) -m common.fetch --dataset $(DATASET)
 
 # docs/side-by-side.html from the framework sources (parsed, not imported); prints its path.
 # ARGS="--screenshot" also writes docs/side-by-side.png (needs Chromium).

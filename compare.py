@@ -22,8 +22,10 @@ from typing import Any, NoReturn
 
 from common import benchmark, environment, launch, parity, report, results, table
 from common.config import FRAMEWORKS, TASKS, BenchConfig, MnistConfig, PlaneConfig, RunConfig
-from common.data import PLANE_POINTS, resolve_data_dir
+from common.data import PLANE_POINTS, user_data_dir
+from common.datasets import NAMES as DATASETS
 from common.errors import UserError
+from common.fetch import prepare_data
 from common.io import atomic_write_json
 from common.metrics import plane_optimum
 from common.weights import load_canonical
@@ -46,9 +48,13 @@ def make_parser() -> Parser:
         "--fast", action="store_true", help="GPU: allow TF32 and non-deterministic kernels (always on with --benchmark)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output directory (default runs/<task>-<timestamp>)")
+    p.add_argument("--out", help="output directory (default runs/<task or dataset>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory's results")
-    p.add_argument("--data-dir", help="directory holding the MNIST IDX files (default $MNIST_DIR, then the cache)")
+    p.add_argument(
+        "--data-dir",
+        help="directory holding the dataset's four IDX files, raw or .gz; only read (default: $MNIST_DIR for mnist, "
+        "else the cache, Debian's copy or the mirrors)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -59,6 +65,7 @@ def make_parser() -> Parser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--lr", type=float, help="learning rate (plane: 0.005, mnist: 0.02 SGD / 0.001 Adam)")
     p.add_argument("--steps", type=int, help="plane: gradient-descent iterations (default 5000)")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist", help="mnist: the CNN's data (default mnist)")
     p.add_argument("--epochs", type=int, help="mnist: epochs (default 2)")
     p.add_argument("--batch-size", type=int, help="mnist: training batch size (default 100)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="mnist: SGD with momentum 0.9, or Adam")
@@ -113,6 +120,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     check_arguments(args)
     defaults = MnistConfig()
     mnist = MnistConfig(
+        dataset=args.dataset,
         epochs=args.epochs or defaults.epochs,
         batch_size=args.batch_size or defaults.batch_size,
         lr=args.lr or (0.001 if args.optimizer == "adam" else defaults.lr),
@@ -129,8 +137,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         raise UserError(f"--batch-size {mnist.batch_size} is larger than the training set ({n_train} examples)")
     plane_defaults = PlaneConfig()
     plane = PlaneConfig(lr=args.lr or plane_defaults.lr, steps=args.steps or plane_defaults.steps)
+    data_dir = user_data_dir(args.data_dir, args.dataset) if args.task == "mnist" else None  # only read
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = args.out or f"runs/{args.task}-{'bench-' if args.benchmark else ''}{stamp}"
+    name = args.dataset if args.task == "mnist" else args.task
+    out = args.out or f"runs/{name}-{'bench-' if args.benchmark else ''}{stamp}"
     return RunConfig(
         task=args.task,
         frameworks=parse_frameworks(args.frameworks),
@@ -140,7 +150,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         fast=args.fast or args.benchmark,
         seed=args.seed,
         out=str(Path(out).resolve()),
-        data_dir=str(resolve_data_dir(args.data_dir)) if args.task == "mnist" else args.data_dir,
+        data_dir=str(data_dir) if data_dir else None,
         threads=args.threads,
         timeout=args.timeout,
         quiet=args.quiet,
@@ -151,14 +161,14 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     )
 
 
-def preflight(cfg: RunConfig) -> None:
-    """Everything that can refuse the run, before its output directory exists."""
+def preflight(cfg: RunConfig) -> RunConfig:
+    """Everything that can refuse the run, before its output directory exists.
+
+    Returns the config with the verified data directory every worker reads (mnist).
+    """
     if cfg.device == "gpu" and not environment.gpu_visible():
         raise UserError("--device gpu: this machine shows no GPU (no NVIDIA device); use --device auto or cpu")
-    if cfg.task == "mnist":
-        from common.fetch import fetch_mnist
-
-        fetch_mnist(Path(cfg.data_dir), quiet=True)
+    return prepare_data(cfg)
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             return rerender(Path(args.report))
         cfg = build_config(args)
-        preflight(cfg)
+        cfg = preflight(cfg)
         prepare_output(cfg.out_dir, args.overwrite)
         return run(cfg)
     except UserError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from common import results
 from common.data import PLANE_POINTS
 from common.results import mode
 
@@ -66,7 +67,7 @@ def left_out(doc: dict[str, Any]) -> str:
 
 
 def figure_title(doc: dict[str, Any], config: str) -> str:
-    lines = [f"triptych {doc['task']}: {config}"]
+    lines = [f"triptych {results.task_label(doc)}: {config}"]
     if left_out(doc):
         lines.append(left_out(doc))
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common import parity, plots, table
+from common import parity, plots, results, table
 from common.io import atomic_write_bytes, atomic_write_text
 from common.results import mode
 
@@ -46,7 +46,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
 def title(doc: dict[str, Any]) -> str:
     suffix = {"benchmark": " (benchmark)", "eval": " (scoring one checkpoint)"}.get(mode(doc), "")
     names = doc["config"].get("frameworks") or [r["framework"] for r in doc["runs"]]
-    return f"triptych: {doc['task']}{suffix}: {' vs '.join(names)}"
+    return f"triptych: {results.task_label(doc)}{suffix}: {' vs '.join(names)}"
 
 
 def value(v: Any) -> str:
@@ -68,18 +68,19 @@ def config_fields(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         p = cfg["plane"]
         return [("lr", p["lr"]), ("steps", p["steps"]), ("dtype", p["dtype"]), ("seed", cfg.get("seed"))]
     m = cfg["mnist"]
+    data = [("dataset", results.dataset(doc))]
     where = [("seed", cfg.get("seed")), ("device", cfg.get("device")), ("profile", doc.get("profile"))]
     if mode(doc) == "eval":
         checkpoint = [("checkpoint", Path(m["eval_params"]).name), ("eval batch size", m.get("eval_batch_size"))]
-        return [*checkpoint, ("dtype", m["dtype"]), *where]
+        return [*data, *checkpoint, ("dtype", m["dtype"]), *where]
     training = [("batch size", m["batch_size"]), ("lr", m["lr"]), ("optimizer", optimizer(m))]
     numerics = [("dtype", m["dtype"]), ("init", m["init"])]
     if mode(doc) == "benchmark":
         b = cfg.get("bench", {})
         timing = [("warmup steps", b.get("warmup_steps")), ("timed", windows(b))]
-        return [*training, *numerics, *timing, *where]
+        return [*data, *training, *numerics, *timing, *where]
     limit = m["train_limit"] if m.get("train_limit") is not None else "all"
-    return [("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *where]
+    return [*data, ("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *where]
 
 
 def optimizer(m: dict[str, Any]) -> str:

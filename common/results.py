@@ -19,6 +19,17 @@ STATUSES = ("ok", "failed", "skipped", "interrupted")
 REQUIRED = ("schema", "task", "config", "environment", "runs", "parity")
 
 
+def dataset(doc: dict[str, Any]) -> str | None:
+    """The CNN's dataset ('mnist' in results written before there was a choice); None for the plane."""
+    return doc["config"].get("mnist", {}).get("dataset", "mnist") if doc["task"] == "mnist" else None
+
+
+def task_label(doc: dict[str, Any]) -> str:
+    """'mnist', or 'mnist on fashion-mnist': the task, and its data where that is not MNIST itself."""
+    name = dataset(doc)
+    return doc["task"] if name in (None, "mnist") else f"{doc['task']} on {name}"
+
+
 def not_run(framework: str, status: str, error: str) -> dict[str, Any]:
     """The entry of a framework that did not produce numbers."""
     return {"framework": framework, "status": status, "error": error, "device": None, "version": None}

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from common.config import RunConfig
-from common.data import PLANE_POINTS, Mnist, batch_order, load_mnist, resolve_data_dir, training_subset
+from common.data import PLANE_POINTS, Mnist, batch_order, load_mnist, run_data_dir, training_subset
 from common.errors import UserError
 from common.io import atomic_save_npz, atomic_write_json
 from common.metrics import accuracy, cross_entropy, plane_loss
@@ -38,7 +38,8 @@ def run_plane(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
 
 def load_data(cfg: RunConfig) -> Mnist:
     """The shared data in the run's dtype, cut to --train-limit."""
-    data = load_mnist(resolve_data_dir(cfg.data_dir), cfg.mnist.dtype)
+    dataset = cfg.mnist.dataset
+    data = load_mnist(run_data_dir(cfg.data_dir, dataset), cfg.mnist.dtype, dataset=dataset)
     subset = training_subset(len(data.train_labels), cfg.mnist.train_limit, cfg.seed)
     return Mnist(data.train_images[subset], data.train_labels[subset], data.test_images, data.test_labels)
 

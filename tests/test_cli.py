@@ -26,6 +26,12 @@ def test_unknown_task() -> None:
     assert refused("--task", "cifar").startswith("error: argument --task: invalid choice: 'cifar'")
 
 
+def test_unknown_dataset() -> None:
+    assert refused("--dataset", "cifar") == (
+        "error: argument --dataset: invalid choice: 'cifar' (choose from 'mnist', 'fashion-mnist') (see --help)"
+    )
+
+
 def test_unknown_framework() -> None:
     assert refused("--task", "plane", "--frameworks", "torch,jax") == (
         "error: unknown framework 'torch'; choose from pytorch, tensorflow, jax"

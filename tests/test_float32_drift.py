@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from common.config import MnistConfig
-from common.data import batch_order, load_mnist, resolve_data_dir, training_subset
+from common.data import batch_order, default_cache_dir, load_mnist, training_subset, user_data_dir
 from common.weights import mnist_init
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     torch = pytest.importorskip("torch")
     from frameworks.pytorch import mnist
 
-    data = load_mnist(resolve_data_dir(None), "float32")  # $MNIST_DIR if set, else the cache
+    data = load_mnist(user_data_dir(None) or default_cache_dir(), "float32")  # $MNIST_DIR if set, else the cache
     subset = training_subset(len(data.train_labels), None, seed=0)
     images, labels = data.train_images[subset], data.train_labels[subset]
     order = batch_order(len(labels), 100, seed=0, epoch=0)

@@ -139,8 +139,9 @@ def test_damaged_data_files_exit_2_with_the_file_named(tmp_path: Path) -> None:
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: {tmp_path}/train-images-idx3-ubyte: SHA-256 mismatch (expected ")
-    assert line.endswith("delete it and rerun to fetch it again, or replace it with the original IDX file")
+    assert line.endswith("replace it with the original MNIST file (raw IDX or .gz)")
     assert not (tmp_path / "out").exists()  # input is validated before the output directory is made
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(MNIST_FILES)  # the data directory is only read
 
 
 def test_unreadable_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -208,7 +209,7 @@ def test_ctrl_c_during_the_data_download_creates_nothing(tmp_path: Path, monkeyp
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("common.fetch.fetch_mnist", interrupt)
+    monkeypatch.setattr(compare, "prepare_data", interrupt)
     out = tmp_path / "run"
     assert compare.main(["--task", "mnist", "--out", str(out), "--quiet"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
