@@ -45,7 +45,12 @@ def render_curves(doc: dict[str, Any], config: str) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plane_figure(plt, doc) if doc["task"] == "plane" else mnist_figure(plt, doc)
+    if isinstance(doc.get("statistics"), dict):  # --seeds: the per-seed results and intervals (common.seedplots)
+        from common.seedplots import seeds_figure
+
+        fig = seeds_figure(plt, doc)
+    else:
+        fig = plane_figure(plt, doc) if doc["task"] == "plane" else mnist_figure(plt, doc)
     fig.suptitle(figure_title(doc, config), fontsize=10)
     buffer = io.BytesIO()
     try:
