@@ -19,8 +19,9 @@ def is_multi_seed(doc: dict[str, Any]) -> bool:
     return isinstance(doc.get("statistics"), dict)
 
 
-def seed_text(seeds: list[int]) -> str:
-    """'0-4' for a run of consecutive seeds, else '0, 1, 5'."""
+def seed_text(seeds: list[int] | tuple[int, ...]) -> str:
+    """'0-4' for a run of consecutive seeds, else '0, 1, 5' (a tuple before JSON, a list after)."""
+    seeds = list(seeds)
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"{seeds[0]}-{seeds[-1]}"
     return ", ".join(str(s) for s in seeds)
