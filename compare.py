@@ -7,8 +7,8 @@
     python compare.py --report runs/mnist-...   # re-render report.md and curves.png
 
 Exit codes: 0 every requested framework ran, no check failed and, where two or more were
-requested, they AGREE; 1 a framework or a check failed; 2 bad usage or bad input (one line on
-stderr, never a traceback); 130 Ctrl-C.
+requested, they AGREE; 1 a framework or a check failed, or (--seeds) agreement was not shown;
+2 bad usage or bad input (one line on stderr, never a traceback); 130 Ctrl-C.
 """
 
 from __future__ import annotations

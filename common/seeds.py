@@ -96,23 +96,33 @@ def run_all(cfg: RunConfig, env: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     done: list[dict[str, Any]] = []
     interrupted = False
     for i, seed in enumerate(cfg.seeds):
-        scfg = seed_config(cfg, seed)
         if interrupted:
-            runs = [results.not_run(f, "interrupted", "stopped by Ctrl-C") for f in cfg.frameworks]
+            runs = stopped(cfg.frameworks)
             done.append({"seed": seed, "runs": runs, "parity": parity.verdict([], runs)})
             continue
         progress(cfg, f"seed {seed} ({i + 1} of {len(cfg.seeds)})")
-        try:
-            runs = launch.run_all(scfg)
-        except launch.Interrupted as stop:
-            runs, interrupted = stop.runs, True
-        except KeyboardInterrupt:  # between two frameworks' processes
-            runs, interrupted = [results.not_run(f, "interrupted", "stopped by Ctrl-C") for f in cfg.frameworks], True
-        verdict = parity.mnist_parity(scfg, runs)
-        results.write(scfg.out_dir, results.build("mnist", scfg.to_dict(), env, runs, verdict, profile=scfg.profile))
-        done.append({"seed": seed, "runs": runs, "parity": verdict})
-        progress(cfg, f"seed {seed}: {parity.headline(verdict)}")
+        item, interrupted = run_seed(seed_config(cfg, seed), env)
+        done.append(item)
+        progress(cfg, f"seed {seed}: {parity.headline(item['parity'])}")
     return assemble(cfg, env, done), interrupted
+
+
+def run_seed(scfg: RunConfig, env: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Exactly a single run of one seed (its results.json included); and whether Ctrl-C stopped it."""
+    interrupted = False
+    try:
+        runs = launch.run_all(scfg)
+    except launch.Interrupted as stop:
+        runs, interrupted = stop.runs, True
+    except KeyboardInterrupt:  # between two frameworks' processes
+        runs, interrupted = stopped(scfg.frameworks), True
+    verdict = parity.mnist_parity(scfg, runs)
+    results.write(scfg.out_dir, results.build("mnist", scfg.to_dict(), env, runs, verdict, profile=scfg.profile))
+    return {"seed": scfg.seed, "runs": runs, "parity": verdict}, interrupted
+
+
+def stopped(frameworks: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [results.not_run(f, "interrupted", "stopped by Ctrl-C") for f in frameworks]
 
 
 def assemble(cfg: RunConfig, env: dict[str, Any], done: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,7 +257,8 @@ def statistical_status(statistics: dict[str, Any]) -> tuple[str, str]:
         margins = " and ".join(margin_text(m) for m in statistics["metrics"].values())
         return parity.AGREE, f"every pair equivalent within {margins} {over}"
     if n < 2:
-        return parity.UNDETERMINED, f"only {n} seed finished in every framework: no interval; run more seeds"
+        finished = "no seed" if n == 0 else "only 1 seed"
+        return parity.UNDETERMINED, f"{finished} finished in every framework: no interval; run more seeds"
     needs = [p["seeds_needed"] for _, p in open_]
     worst_m, worst_p = max(open_, key=lambda mp: mp[1]["seeds_needed"] or MAX_SEEDS + 1)
     settle = f"more than {MAX_SEEDS} seeds" if None in needs else f"about {max(needs)} seeds"
