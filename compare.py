@@ -50,8 +50,13 @@ def make_parser() -> Parser:
     seed.add_argument("--seed", type=int, default=0)
     # --seeds (common.seeds): one run per seed, then statistics across seeds.
     seed.add_argument("--seeds", metavar="LIST", help="mnist: train once per seed (0-4 or 0,1,2) and test equivalence")
-    p.add_argument("--margin-accuracy", type=float, help="--seeds: equivalence margin, points of test accuracy (0.25)")
-    p.add_argument("--margin-loss", type=float, help="--seeds: equivalence margin of test loss (0.01)")
+    p.add_argument(
+        "--margin-accuracy",
+        type=float,
+        metavar="POINTS",
+        help="--seeds: equivalence margin, points of test accuracy (0.25)",
+    )
+    p.add_argument("--margin-loss", type=float, metavar="LOSS", help="--seeds: equivalence margin of test loss (0.01)")
     p.add_argument("--out", help="output directory (default runs/<task>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory's results")
     p.add_argument("--data-dir", help="directory holding the MNIST IDX files (default $MNIST_DIR, then the cache)")
