@@ -95,7 +95,9 @@ def pairs_panel(ax: Any, metric: dict[str, Any], column: dict[str, np.ndarray]) 
             ax.plot([lo, hi], [y - 0.18, y - 0.18], color="0.45", linewidth=1.2, marker="|", markersize=10)
         if p["ci90"] is not None:
             lo, hi = p["ci90"]
+            # end ticks keep a zero-width interval (every seed gave the same difference) visible
             ax.plot([lo, hi], [y, y], color=color, linewidth=5, solid_capstyle="butt", alpha=0.8)
+            ax.plot([lo, hi], [y, y], linestyle="none", marker="|", markersize=16, markeredgewidth=2.5, color=color)
         if p["mean"] is not None:
             ax.plot(p["mean"], y, marker="D", color="black", markersize=5, zorder=4)
         label = p["verdict"] + (f" (~{p['seeds_needed']} seeds)" if p.get("seeds_needed") else "")
