@@ -45,10 +45,8 @@ def per_seed_panel(
 ) -> None:
     """Points per framework and seed, joined by seed; mean and 95% interval to the right of each."""
     names = stats["frameworks"]
-    for j, seed in enumerate(stats["used"]):
-        ys = [column[f][j] for f in names]
-        ax.plot(range(len(names)), ys, color="0.6", linewidth=0.9, zorder=1)
-        ax.annotate(f"seed {seed}", (len(names) - 1, ys[-1]), xytext=(22, 0), textcoords="offset points", fontsize=7)
+    for j, _ in enumerate(stats["used"]):
+        ax.plot(range(len(names)), [column[f][j] for f in names], color="0.6", linewidth=0.9, zorder=1)
     for i, f in enumerate(names):
         s = style(f)
         ys = column[f]
@@ -68,10 +66,13 @@ def per_seed_panel(
                 zorder=3,
             )
     if target is not None:
-        ax.axhline(target, color="black", linestyle="--", linewidth=0.9, label=f"documented: {target:g}%")
-        ax.legend(loc="lower left", fontsize=8, framealpha=0.85)
+        label = f"documented for the defaults: {target:g}%"
+        ax.axhline(target, color="black", linestyle="--", linewidth=0.9, label=label)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=8, frameon=False)
     ax.set_xticks(range(len(names)), names)
     ax.set_xlim(-0.5, len(names) - 0.35)
+    if names:
+        label_seeds(ax, stats["used"], column[names[-1]], len(names) - 1)
     ax.set_ylabel(f"{metric['label']}{unit(metric)}")
     ax.set_title(
         f"{metric['label'].capitalize()} per seed (grey lines join one seed)\n"
@@ -79,6 +80,25 @@ def per_seed_panel(
         fontsize=10,
     )
     ax.grid(alpha=0.3, axis="y")
+
+
+def label_seeds(ax: Any, seeds: list[int], ys: np.ndarray, x: float) -> None:
+    """'seed N' right of the last framework's points, pushed apart where seeds end close together."""
+    low, high = ax.get_ylim()
+    gap = 0.055 * (high - low)
+    placed: list[float] = []
+    for j in np.argsort(ys, kind="stable"):
+        y = max(float(ys[j]), placed[-1] + gap) if placed else float(ys[j])
+        placed.append(y)
+        ax.annotate(
+            f"seed {seeds[j]}",
+            (x, float(ys[j])),
+            xytext=(x + 0.12, y),
+            textcoords="data",
+            va="center",
+            fontsize=7,
+            arrowprops={"arrowstyle": "-", "color": "0.7", "linewidth": 0.6} if y != ys[j] else None,
+        )
 
 
 def pairs_panel(ax: Any, metric: dict[str, Any], column: dict[str, np.ndarray]) -> None:
