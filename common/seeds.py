@@ -172,21 +172,8 @@ def compute(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
     metrics = {}
     for key, field, label, scale in METRICS:
         matrix = [[scale * value[s, f][field] for f in names] for s in used]
-        column = {f: [row[j] for row in matrix] for j, f in enumerate(names)}
-        pairs = [
-            {"a": a, "b": b, **stats.compare_pair(column[a], column[b], margins[key])}
-            for i, a in enumerate(names)
-            for b in names[i + 1 :]
-        ]
-        metrics[key] = {
-            "label": label,
-            "unit": "points" if scale == 100.0 else "",
-            "margin": margins[key],
-            "per_framework": {f: stats.summary(column[f]) for f in names},
-            "pairs": pairs,
-            "variation": stats.variation(matrix),
-            "against_others": stats.against_others(matrix, names) if len(names) > 2 else {},
-        }
+        metrics[key] = {"label": label, "unit": "points" if scale == 100.0 else "", "margin": margins[key]}
+        metrics[key].update(metric_statistics(matrix, names, margins[key]))
     target = None
     if at_defaults(cfg):
         points = 100 * DOCUMENTED_ACCURACY
@@ -199,6 +186,24 @@ def compute(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "frameworks": names,
         "metrics": metrics,
         "target": target,
+    }
+
+
+def metric_statistics(matrix: list[list[float]], names: list[str], margin: float) -> dict[str, Any]:
+    """matrix[seed][framework] of one metric: per framework, per pair, variation, against the others."""
+    from common import stats
+
+    column = {f: [row[j] for row in matrix] for j, f in enumerate(names)}
+    pairs = [
+        {"a": a, "b": b, **stats.compare_pair(column[a], column[b], margin)}
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    ]
+    return {
+        "per_framework": {f: stats.summary(column[f]) for f in names},
+        "pairs": pairs,
+        "variation": stats.variation(matrix),
+        "against_others": stats.against_others(matrix, names) if len(names) > 2 else {},
     }
 
 
