@@ -3,11 +3,12 @@
     python compare.py --task mnist              # train all three, table + parity verdict
     python compare.py --task plane              # the five-point plane fit
     python compare.py --task mnist --benchmark  # steady-state speed instead of accuracy
+    python compare.py --task mnist --seeds 0-4  # once per seed: means, intervals, equivalence
     python compare.py --report runs/mnist-...   # re-render report.md and curves.png
 
 Exit codes: 0 every requested framework ran, no check failed and, where two or more were
-requested, they AGREE; 1 a framework or a check failed; 2 bad usage or bad input (one line on
-stderr, never a traceback); 130 Ctrl-C.
+requested, they AGREE; 1 a framework or a check failed, or (--seeds) agreement was not shown;
+2 bad usage or bad input (one line on stderr, never a traceback); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from common import benchmark, environment, launch, parity, report, results, table
-from common.config import FRAMEWORKS, TASKS, BenchConfig, MnistConfig, PlaneConfig, RunConfig
+from common import benchmark, environment, launch, parity, report, results, seedreport, seeds, table
+from common.config import FRAMEWORKS, TASKS, BenchConfig, Margins, MnistConfig, PlaneConfig, RunConfig
 from common.data import PLANE_POINTS, user_data_dir
 from common.datasets import NAMES as DATASETS
 from common.errors import UserError
@@ -47,7 +48,17 @@ def make_parser() -> Parser:
     p.add_argument(
         "--fast", action="store_true", help="GPU: allow TF32 and non-deterministic kernels (always on with --benchmark)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    seed = p.add_mutually_exclusive_group()
+    seed.add_argument("--seed", type=int, default=0)
+    # --seeds (common.seeds): one run per seed, then statistics across seeds.
+    seed.add_argument("--seeds", metavar="LIST", help="mnist: train once per seed (0-4 or 0,1,2) and test equivalence")
+    p.add_argument(
+        "--margin-accuracy",
+        type=float,
+        metavar="POINTS",
+        help="--seeds: equivalence margin, points of test accuracy (0.25)",
+    )
+    p.add_argument("--margin-loss", type=float, metavar="LOSS", help="--seeds: equivalence margin of test loss (0.01)")
     p.add_argument("--out", help="output directory (default runs/<task or dataset>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory's results")
     p.add_argument(
@@ -103,7 +114,7 @@ def parse_frameworks(text: str) -> tuple[str, ...]:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse what cannot run, before anything is read, fetched or created."""
-    for name in ("lr", "steps", "epochs", "batch_size", "train_limit", "timeout"):
+    for name in ("lr", "steps", "epochs", "batch_size", "train_limit", "timeout", "margin_accuracy", "margin_loss"):
         number("--" + name.replace("_", "-"), getattr(args, name))
     if args.threads < 0:
         raise UserError(f"--threads must be 0 (all cores) or positive, got {args.threads}")
@@ -141,14 +152,20 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = args.dataset if args.task == "mnist" else args.task
     out = args.out or f"runs/{name}-{'bench-' if args.benchmark else ''}{stamp}"
-    return RunConfig(
+    seed_list = seeds.parse(args.seeds) if args.seeds is not None else (args.seed,)
+    cfg = RunConfig(
         task=args.task,
         frameworks=parse_frameworks(args.frameworks),
         device=args.device,
         # Timings compare each framework's default GPU kernels: strict numerics exist for the
         # parity checks, which a benchmark does not run (PyTorch's strict profile avoids cuDNN).
         fast=args.fast or args.benchmark,
-        seed=args.seed,
+        seed=seed_list[0],
+        seeds=seed_list if len(seed_list) > 1 else (),  # one seed is a single run
+        margins=Margins(
+            accuracy_points=args.margin_accuracy or Margins().accuracy_points,
+            test_loss=args.margin_loss or Margins().test_loss,
+        ),
         out=str(Path(out).resolve()),
         data_dir=str(data_dir) if data_dir else None,
         threads=args.threads,
@@ -159,6 +176,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         mnist=mnist,
         bench=BenchConfig(),
     )
+    seeds.check(cfg)
+    return cfg
 
 
 def preflight(cfg: RunConfig) -> RunConfig:
@@ -210,12 +229,14 @@ def exit_code(doc: dict[str, Any]) -> int:
     """0 when every requested framework ran, no check failed and, for two or more, they agree."""
     every_ran = all(r["status"] == "ok" for r in doc["runs"])
     a_check_failed = not all(c["passed"] for c in doc["parity"]["checks"])
-    compared = not doc["config"].get("benchmark") and len(doc["runs"]) > 1
+    compared = not doc["config"].get("benchmark") and len({r["framework"] for r in doc["runs"]}) > 1
     disagree = compared and parity.status_of(doc["parity"]) != parity.AGREE
     return 0 if every_ran and not a_check_failed and not disagree else 1
 
 
 def run(cfg: RunConfig) -> int:
+    if cfg.seeds:
+        return run_seeds(cfg)
     env = environment.describe(cfg.threads)
     interrupted = False
     try:
@@ -233,6 +254,16 @@ def run(cfg: RunConfig) -> int:
     written = [path.name for path in report.write_report(doc, cfg.out_dir)]
     print(summary(doc))
     print(f"\n{parity.headline(doc['parity'])}; {', '.join(['results.json', *written])} in {cfg.out_dir}")
+    return 130 if interrupted else exit_code(doc)
+
+
+def run_seeds(cfg: RunConfig) -> int:
+    """--seeds: each seed a whole single run (common.seeds), then the statistics across them."""
+    doc, interrupted = seeds.run_all(cfg, environment.describe(cfg.threads))
+    results.write(cfg.out_dir, doc)
+    written = [path.name for path in report.write_report(doc, cfg.out_dir)]
+    print(seedreport.text(doc))
+    print(f"\n{parity.headline(doc['parity'])}\n{', '.join(['results.json', *written])} in {cfg.out_dir}")
     return 130 if interrupted else exit_code(doc)
 
 

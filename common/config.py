@@ -33,12 +33,13 @@ class PlaneConfig:
 
 @dataclass(frozen=True)
 class MnistConfig:
-    """The MNIST CNN's training options (defaults reach >= 98.8% test accuracy on MNIST)."""
+    """The MNIST CNN's training options (defaults reach 98.8% test accuracy on MNIST on average, not on every seed)."""
 
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"  # same files and shapes; common.datasets
     epochs: int = 2
     batch_size: int = 100
-    # 0.02: 98.90 / 98.87 / 98.90% after 2 epochs (seed 0); 0.05 left TensorFlow at 98.44%.
+    # 0.02: 98.90 / 98.87 / 98.90% after 2 epochs (seed 0); 0.05 left TensorFlow at 98.44%. Over seeds
+    # 0-4: 98.82 / 98.79 / 98.82% on average, 98.65 to 98.95% per seed (docs/differences.md, section 16).
     lr: float = 0.02
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = 0.9  # SGD only
@@ -62,6 +63,24 @@ class BenchConfig:
     windows: int = 5
 
 
+# What the MNIST defaults are documented to reach (README); --seeds says how often they do.
+DOCUMENTED_ACCURACY = 0.988
+
+
+@dataclass(frozen=True)
+class Margins:
+    """--seeds: how far apart two frameworks may be and still count as equivalent (TOST).
+
+    Five seeds at the defaults (docs/differences.md, section 16): seed-to-seed std 0.11 point and
+    0.003 of loss; the widest paired 90% bound between frameworks 0.076 point and 0.0015. The
+    margins are 2.3 and 3 seed stds: two seeds decide them for correct ports, and a port outside
+    them is worse than an unlucky seed.
+    """
+
+    accuracy_points: float = 0.25
+    test_loss: float = 0.01
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one invocation of compare.py needs."""
@@ -71,6 +90,8 @@ class RunConfig:
     device: Device = "auto"
     fast: bool = False  # GPU: allow TF32 and non-deterministic kernels
     seed: int = 0
+    seeds: tuple[int, ...] = ()  # --seeds: two or more seeds, each a whole run (common.seeds); () = one run of `seed`
+    margins: Margins = field(default_factory=Margins)
     out: str = "runs/out"
     data_dir: str | None = None
     threads: int = 0  # 0: all cores
@@ -102,6 +123,8 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         d = dict(d)
         d["frameworks"] = tuple(d["frameworks"])
+        d["seeds"] = tuple(d.get("seeds", ()))
+        d["margins"] = Margins(**d.get("margins", {}))
         d["plane"] = PlaneConfig(**d["plane"])
         d["mnist"] = MnistConfig(**d["mnist"])
         d["bench"] = BenchConfig(**d["bench"])

@@ -35,6 +35,8 @@ PLANE_PARAMS = 1e-12
 PLANE_GAP = 0.01
 
 AGREE, DISAGREE, NOT_COMPARED = "agree", "disagree", "not compared"
+# --seeds only (common.seeds): every check passed, but too few seeds to show equivalence.
+UNDETERMINED = "undetermined"
 
 
 def check(name: str, value: float, tolerance: float, detail: str = "") -> dict[str, Any]:
@@ -100,7 +102,10 @@ def status_of(parity: dict[str, Any]) -> str:
 
 
 def headline(parity: dict[str, Any]) -> str:
-    """'AGREE', 'DISAGREE' or 'NOT COMPARED: <why>', naming frameworks that were left out."""
+    """'AGREE', 'DISAGREE', 'UNDETERMINED: <why>' or 'NOT COMPARED: <why>', naming frameworks left out.
+
+    A single run's AGREE and DISAGREE carry no reason; a multi-seed run's say what decided them.
+    """
     status = status_of(parity)
     if status == NOT_COMPARED:
         return f"NOT COMPARED: {parity.get('reason') or 'no parity checks ran'}"
@@ -109,6 +114,8 @@ def headline(parity: dict[str, Any]) -> str:
     if left_out:
         gone = ", ".join(f"{name} {why}" for name, why in left_out.items())
         text += f" ({' and '.join(parity['compared'])} only; {gone})"
+    if parity.get("reason"):
+        text += f": {parity['reason']}"
     return text
 
 

@@ -46,7 +46,12 @@ def render_curves(doc: dict[str, Any], config: str) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plane_figure(plt, doc) if doc["task"] == "plane" else mnist_figure(plt, doc)
+    if isinstance(doc.get("statistics"), dict):  # --seeds: the per-seed results and intervals (common.seedplots)
+        from common.seedplots import seeds_figure
+
+        fig = seeds_figure(plt, doc)
+    else:
+        fig = plane_figure(plt, doc) if doc["task"] == "plane" else mnist_figure(plt, doc)
     fig.suptitle(figure_title(doc, config), fontsize=10)
     buffer = io.BytesIO()
     try:
@@ -62,8 +67,13 @@ def ok_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def left_out(doc: dict[str, Any]) -> str:
     """'not plotted: jax (failed)' for runs without numbers, so a missing line is explained."""
-    gone = [f"{r['framework']} ({r['status']})" for r in doc["runs"] if r["status"] != "ok"]
+    gone = [f"{r['framework']}{seed_of(r)} ({r['status']})" for r in doc["runs"] if r["status"] != "ok"]
     return f"not plotted: {', '.join(gone)}" if gone else ""
+
+
+def seed_of(run: dict[str, Any]) -> str:
+    """' seed 3' for a run of a --seeds document (common.seeds), else nothing."""
+    return f" seed {run['seed']}" if "seed" in run else ""
 
 
 def figure_title(doc: dict[str, Any], config: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common import parity, plots, results, table
+from common import parity, plots, results, seedreport, table
 from common.io import atomic_write_bytes, atomic_write_text
 from common.results import mode
 
@@ -31,14 +31,17 @@ def write_report(doc: dict[str, Any], out_dir: Path) -> list[Path]:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     """The whole report as Markdown; deterministic for a given document."""
+    multi_seed = seedreport.is_multi_seed(doc)  # --seeds: mean ± std, every run, then the statistics
     sections = [
         f"## {title(doc)}",
         f"**Configuration:** {config_line(doc)}",
-        "### Results\n\n" + runs_markdown(doc),
+        "### Results\n\n" + (seedreport.results_markdown(doc) if multi_seed else runs_markdown(doc)),
     ]
     if doc["task"] == "plane" and doc.get("optimum"):
         sections.append(optimum_line(doc["optimum"]))
     sections.append(parity_section(doc["parity"]))
+    if multi_seed:
+        sections.append(seedreport.statistics_markdown(doc))
     sections.append("### Environment\n\n" + "\n".join(f"- {line}" for line in environment_lines(doc["environment"])))
     return "\n\n".join(sections) + "\n"
 
@@ -69,7 +72,8 @@ def config_fields(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         return [("lr", p["lr"]), ("steps", p["steps"]), ("dtype", p["dtype"]), ("seed", cfg.get("seed"))]
     m = cfg["mnist"]
     data = [("dataset", results.dataset(doc))]
-    where = [("seed", cfg.get("seed")), ("device", cfg.get("device")), ("profile", doc.get("profile"))]
+    seed = ("seeds", seedreport.seed_text(cfg["seeds"])) if cfg.get("seeds") else ("seed", cfg.get("seed"))
+    where = [seed, ("device", cfg.get("device")), ("profile", doc.get("profile"))]
     if mode(doc) == "eval":
         checkpoint = [("checkpoint", Path(m["eval_params"]).name), ("eval batch size", m.get("eval_batch_size"))]
         return [*data, *checkpoint, ("dtype", m["dtype"]), *where]
@@ -144,7 +148,9 @@ def optimum_line(optimum: dict[str, float]) -> str:
 def parity_section(verdict: dict[str, Any]) -> str:
     """'Parity: passed' only for agreement; otherwise FAILED, or what kept the runs from being compared."""
     status = parity.status_of(verdict)
-    head = {parity.AGREE: "passed", parity.DISAGREE: "FAILED"}.get(status, "not compared")
+    head = {parity.AGREE: "passed", parity.DISAGREE: "FAILED", parity.UNDETERMINED: "undetermined"}.get(
+        status, "not compared"
+    )
     lines = [f"### Parity: {head}", f"**Verdict:** {parity.headline(verdict)}"]
     if verdict.get("note"):
         lines.append(verdict["note"])

@@ -2,7 +2,8 @@
 
 results.json = {schema, task, config, environment, optimum (plane), runs, parity}; each run =
 {framework, version, build, device, status (ok | failed | skipped | interrupted), error,
-wall_seconds, peak_rss_mb} plus the task's numbers.
+wall_seconds, peak_rss_mb} plus the task's numbers. A --seeds run (common.seeds) adds `seed` to
+every run, `seeds` (each seed's directory and verdict) and `statistics`.
 """
 
 from __future__ import annotations
@@ -132,7 +133,15 @@ def field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
 def kind_name(kind: type | tuple[type, ...]) -> str:
     if kind == (int, float):
         return "a number"
-    return {dict: "an object", list: "a list", str: "a string", bool: "true or false"}.get(kind, str(kind))
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true or false", int: "an integer"}
+    none = type(None)
+    names |= {
+        (int, float, none): "a number or null",
+        (list, none): "a list or null",
+        (int, none): "an integer or null",
+        (dict, none): "an object or null",
+    }
+    return names.get(kind, str(kind))
 
 
 def validate(doc: dict[str, Any]) -> None:
@@ -150,10 +159,16 @@ def validate(doc: dict[str, Any]) -> None:
             field(field(doc, "optimum", dict, ""), key, (int, float), "optimum")
     for i, run in enumerate(doc["runs"]):
         validate_run(run, kind, f"runs[{i}]")
-    field(doc["parity"], "passed", bool, "parity")
-    for i, check in enumerate(field(doc["parity"], "checks", list, "parity")):
+    validate_checks(doc["parity"], "parity")
+    if "statistics" in doc:
+        validate_seeds(doc)
+
+
+def validate_checks(verdict: Any, where: str) -> None:
+    field(verdict, "passed", bool, where)
+    for i, check in enumerate(field(verdict, "checks", list, where)):
         for key, check_kind in CHECK_FIELDS:
-            field(check, key, check_kind, f"parity.checks[{i}]")
+            field(check, key, check_kind, f"{where}.checks[{i}]")
 
 
 def validate_run(run: Any, kind: str, where: str) -> None:
@@ -168,3 +183,65 @@ def validate_run(run: Any, kind: str, where: str) -> None:
         series = field(run, key, list, where)
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in series):
             raise Malformed(f"{where}.{key} holds something other than numbers")
+
+
+# --seeds documents: what common.seedreport and common.seedplots read, beyond a single run's fields.
+NUMBER = (int, float)
+MAYBE_NUMBER = (int, float, type(None))
+MAYBE_LIST = (list, type(None))
+SUMMARY = (("n", int), ("mean", MAYBE_NUMBER), ("std", MAYBE_NUMBER), ("ci95", MAYBE_LIST))
+PAIR = (
+    ("a", str),
+    ("b", str),
+    ("n", int),
+    ("mean", MAYBE_NUMBER),
+    ("ci90", MAYBE_LIST),
+    ("welch_ci90", MAYBE_LIST),
+    ("verdict", str),
+    ("seeds_needed", (int, type(None))),
+)
+VARIATION = (("between_seeds", MAYBE_NUMBER), ("between_frameworks", MAYBE_NUMBER), ("ratio", MAYBE_NUMBER))
+OTHERS = (*SUMMARY, ("above", int), ("below", int), ("direction", str))
+REACHED = (*SUMMARY, ("seeds", int), ("verdict", str))
+
+
+def fields(obj: Any, spec: tuple[tuple[str, Any], ...], where: str) -> None:
+    for key, kind in spec:
+        field(obj, key, kind, where)
+
+
+def validate_seeds(doc: dict[str, Any]) -> None:
+    """Every run has its seed, every seed its verdict, and the statistics what the renderers read."""
+    for i, run in enumerate(doc["runs"]):
+        field(run, "seed", int, f"runs[{i}]")
+    for i, item in enumerate(field(doc, "seeds", list, "")):
+        fields(item, (("seed", int), ("dir", str)), f"seeds[{i}]")
+        validate_checks(field(item, "parity", dict, f"seeds[{i}]"), f"seeds[{i}].parity")
+    stats = field(doc, "statistics", dict, "")
+    fields(stats, (("seeds", list), ("used", list), ("excluded", list), ("frameworks", list)), "statistics")
+    ok = {(r["seed"], r["framework"]) for r in doc["runs"] if r["status"] == "ok"}
+    missing = [(s, f) for s in stats["used"] for f in stats["frameworks"] if (s, f) not in ok]
+    if missing:
+        raise Malformed(f"statistics.used names seed {missing[0][0]}, which {missing[0][1]} did not finish")
+    metrics = field(stats, "metrics", dict, "statistics")
+    for key in ("accuracy", "loss"):
+        metric = field(metrics, key, dict, "statistics.metrics")
+        validate_metric(metric, stats["frameworks"], f"statistics.metrics.{key}")
+    target = field(stats, "target", (dict, type(None)), "statistics")
+    if target is not None:
+        field(target, "accuracy_points", NUMBER, "statistics.target")
+        per = field(target, "per_framework", dict, "statistics.target")
+        for f in stats["frameworks"]:
+            fields(field(per, f, dict, "statistics.target.per_framework"), REACHED, f"statistics.target.{f}")
+
+
+def validate_metric(metric: Any, frameworks: list[str], where: str) -> None:
+    fields(metric, (("label", str), ("unit", str), ("margin", NUMBER), ("variation", dict)), where)
+    fields(metric["variation"], VARIATION, f"{where}.variation")
+    per = field(metric, "per_framework", dict, where)
+    for f in frameworks:
+        fields(field(per, f, dict, f"{where}.per_framework"), SUMMARY, f"{where}.per_framework.{f}")
+    for j, pair in enumerate(field(metric, "pairs", list, where)):
+        fields(pair, PAIR, f"{where}.pairs[{j}]")
+    for f, entry in field(metric, "against_others", dict, where).items():
+        fields(entry, OTHERS, f"{where}.against_others.{f}")
