@@ -194,8 +194,10 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     """Refuse to mix two runs in one directory unless --overwrite says so."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a directory")
-    if (out / "results.json").exists() and not overwrite:
-        raise UserError(f"--out {out} already holds results.json; pass --overwrite or choose another directory")
+    earlier = [p for p in (out / "results.json", *out.glob("seed-*/results.json")) if p.exists()]
+    if earlier and not overwrite:  # a --seeds run stopped hard leaves only its seeds' results
+        held = earlier[0].relative_to(out)
+        raise UserError(f"--out {out} already holds {held}; pass --overwrite or choose another directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

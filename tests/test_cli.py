@@ -169,3 +169,14 @@ def test_device_gpu_without_a_gpu_is_refused_before_anything_starts(tmp_path: Pa
         "error: --device gpu: this machine shows no GPU (no NVIDIA device); use --device auto or cpu"
     )
     assert not out.exists()  # validated first, created after
+
+
+def test_results_of_an_earlier_seed_are_not_overwritten(tmp_path: Path) -> None:
+    """A --seeds run killed before its summary leaves only seed-<s>/results.json behind."""
+    (tmp_path / "seed-3").mkdir()
+    (tmp_path / "seed-3" / "results.json").write_text("{}")
+    line = refused("--task", "plane", "--out", str(tmp_path))
+    assert (
+        line
+        == f"error: --out {tmp_path} already holds seed-3/results.json; pass --overwrite or choose another directory"
+    )
