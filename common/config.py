@@ -62,6 +62,27 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class ParallelConfig:
+    """Data-parallel training (--devices, --processes): the global batch split over `devices` replicas."""
+
+    devices: int = 1
+    # None: each engine's single-machine form (torchrun --standalone, MirroredStrategy, one JAX
+    # process); P: its multi-machine form as P processes on this machine, over the loopback.
+    processes: int | None = None
+    # Data-parallel vs single-device steps compared from the shared start (float64).
+    reference_steps: int = 30
+
+    @property
+    def enabled(self) -> bool:
+        return self.devices > 1
+
+    @property
+    def local_devices(self) -> int:
+        """Devices each process drives."""
+        return self.devices // (self.processes or 1)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one invocation of compare.py needs."""
 
@@ -79,6 +100,7 @@ class RunConfig:
     plane: PlaneConfig = field(default_factory=PlaneConfig)
     mnist: MnistConfig = field(default_factory=MnistConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     @property
     def profile(self) -> str:
@@ -104,4 +126,5 @@ class RunConfig:
         d["plane"] = PlaneConfig(**d["plane"])
         d["mnist"] = MnistConfig(**d["mnist"])
         d["bench"] = BenchConfig(**d["bench"])
+        d["parallel"] = ParallelConfig(**d.get("parallel", {}))
         return cls(**d)
