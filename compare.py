@@ -252,6 +252,9 @@ def assemble(cfg: RunConfig, env: dict[str, Any], runs: list[dict[str, Any]]) ->
 
 def summary(doc: dict[str, Any]) -> str:
     lines = [table.text(*table.runs_table(doc))]
+    parallel = table.parallel_table(doc)
+    if parallel:
+        lines += ["", "Data-parallel", table.text(*parallel)]
     if doc["parity"]["checks"] or doc["parity"]["note"]:
         lines += ["", f"Parity ({doc['parity']['note']})" if doc["parity"]["note"] else "Parity"]
         if doc["parity"]["checks"]:

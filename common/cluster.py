@@ -102,7 +102,7 @@ def torchrun(cfg: RunConfig, worker: list[str], gpus: list[str] | None) -> list[
     for i in range(par.processes):
         node = [f"--nnodes={par.processes}", f"--node-rank={i}", f"--nproc-per-node={par.local_devices}"]
         rendezvous = [f"--master-addr={LOOPBACK}", f"--master-port={port}"]
-        nodes.append(Member([*launcher, *node, *rendezvous, "-m", *worker], {**env, PROCESS_ID: str(i)}, i))
+        nodes.append(Member([*launcher, *node, *rendezvous, "-m", *worker], env, i))  # ranks get RANK
     return [with_gpus(m, gpus, par.local_devices) for m in nodes]
 
 

@@ -39,7 +39,8 @@ STOP_SECONDS = 5.0
 # before absl is initialised, nor grappler's "Not handling type DT_DOUBLE" in float64 runs.
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"
+    rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*)$"  # gloo's notice in every JAX process
 )
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from common.data import batch_order
 
-# Set by common.cluster on every process it starts itself (TensorFlow workers, JAX processes,
-# torchrun nodes); torchrun gives its own ranks RANK.
+# Set by common.cluster on the TensorFlow workers and JAX processes it starts; torchrun gives
+# the processes it starts RANK.
 PROCESS_ID = "TRIPTYCH_PROCESS_ID"
 
 

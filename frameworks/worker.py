@@ -106,11 +106,13 @@ def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> di
         parallel.train(cfg, engine, model, optimizer, data, recorder, device)
     finally:
         recorder.close()
-    if not chief:  # only rank 0 evaluates and records
-        return engine.record()
-    params_path = cfg.out_dir / "params" / f"{name}.npz"
-    save_canonical(params_path, parallel.get_params(model))
-    return {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir)), **engine.record()}
+    entry = engine.record()
+    if chief:  # only rank 0 evaluates and records
+        params_path = cfg.out_dir / "params" / f"{name}.npz"
+        save_canonical(params_path, parallel.get_params(model))
+        entry |= {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir))}
+    parallel.close(engine)
+    return entry
 
 
 def reference_batches(cfg: RunConfig, data: Mnist, dtype: str) -> tuple[np.ndarray, np.ndarray]:

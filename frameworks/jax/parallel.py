@@ -127,6 +127,12 @@ def train(
             recorder.epoch(seconds, mnist.predict(single, x_test, m.eval_batch_size))
 
 
+def close(engine: Engine) -> None:
+    """Leave the process group (the multi-process form): every process, once rank 0 has written what it records."""
+    if engine.processes > 1:
+        jax.distributed.shutdown()
+
+
 def reference(
     cfg: RunConfig, engine: Engine, batches: dict[str, tuple[np.ndarray, np.ndarray]], device: str
 ) -> dict[str, np.ndarray]:

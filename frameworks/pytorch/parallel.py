@@ -110,6 +110,11 @@ def train(
             recorder.epoch(seconds, mnist.predict(model.module, x_test, m.eval_batch_size))
 
 
+def close(engine: Engine) -> None:
+    """Leave the process group: every rank, once rank 0 has written what it records."""
+    dist.destroy_process_group()
+
+
 def reference(
     cfg: RunConfig, engine: Engine, batches: dict[str, tuple[np.ndarray, np.ndarray]], device: str
 ) -> dict[str, np.ndarray]:

@@ -160,6 +160,16 @@ def floatx(dtype: str) -> Iterator[None]:
         tf.keras.backend.set_floatx(before)
 
 
+def close(engine: Engine) -> None:
+    """Every replica meets once more, after rank 0 has written what it records.
+
+    A worker that exits while the chief still evaluates is reported by TensorFlow's coordination
+    service as crashed ("The following tasks are unhealthy"): the workers leave together.
+    """
+    strategy = engine.handle
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.function(lambda: tf.constant(0.0))), axis=None)
+
+
 def reference(
     cfg: RunConfig, engine: Engine, batches: dict[str, tuple[np.ndarray, np.ndarray]], device: str
 ) -> dict[str, np.ndarray]:
