@@ -40,7 +40,7 @@ STOP_SECONDS = 5.0
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"
-    rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*)$"  # gloo's notice in every JAX process
+    rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*)$"  # gloo's notice in every JAX process (stdout)
 )
 
 
@@ -119,27 +119,44 @@ class Group:
         # sessions of their own), inherits this tag: stop() finds them all, even orphaned.
         self.tag = f"{GROUP_TAG}={os.getpid()}-{id(self)}-{time.monotonic_ns()}"
         self.log = open(log, "wb")  # noqa: SIM115 (closed in stop, after the relays end)
-        lock = threading.Lock()
         self.procs: list[subprocess.Popen] = []
         self.tails: list[deque[bytes]] = []
         self.relays: list[threading.Thread] = []
         self.failed: list[int] = []  # members that exited non-zero before any was stopped, in member order
+        self.lock = threading.Lock()
+        try:
+            for member in members:
+                self.start(member, env)
+        except BaseException:  # a process that cannot start: the ones already started must not outlive us
+            self.stop()
+            raise
+
+    def start(self, member: cluster.Member, env: dict[str, str]) -> None:
         name, value = self.tag.split("=")
-        for member in members:
+        read, write = os.pipe()
+        try:
             proc = subprocess.Popen(
                 member.cmd,
                 cwd=ROOT,
                 env={**env, **member.env, name: value},
                 stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                # Rank 0's stdout is ours (its progress bar); the other ranks' goes through the filter.
+                stdout=write if member.rank else None,
+                stderr=write,
                 start_new_session=True,
             )
-            tail: deque[bytes] = deque(maxlen=400)
-            relay = threading.Thread(target=relay_stderr, args=(proc.stderr, self.log, lock, tail), daemon=True)
-            relay.start()
-            self.procs.append(proc)
-            self.tails.append(tail)
-            self.relays.append(relay)
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        tail: deque[bytes] = deque(maxlen=400)
+        stream = os.fdopen(read, "rb")
+        relay = threading.Thread(target=relay_stderr, args=(stream, self.log, self.lock, tail), daemon=True)
+        relay.start()
+        self.procs.append(proc)
+        self.tails.append(tail)
+        self.relays.append(relay)
 
     def wait(self, timeout: float) -> None:
         """Until every process exits 0 or one fails; subprocess.TimeoutExpired after `timeout` seconds."""
