@@ -43,7 +43,7 @@ def setup(cfg: RunConfig, device: str) -> Engine:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)  # reads TF_CONFIG
         rank, launcher = strategy.cluster_resolver.task_id, f"{par.processes} workers (TF_CONFIG)"
     return Engine(
-        engine=type(strategy).__name__,
+        engine="MultiWorkerMirroredStrategy" if par.processes else "MirroredStrategy",
         # Both strategies all-reduce with TensorFlow's collective ops: RING on CPUs (MirroredStrategy
         # picks it when every device is a CPU), NCCL between GPUs.
         collective_backend="CollectiveAllReduce (NCCL)" if gpu else "CollectiveAllReduce (RING)",
