@@ -234,8 +234,11 @@ def eval_checks(out_dir: Path, ok: list[dict[str, Any]]) -> list[dict[str, Any]]
 # float64, from the shared start on the run's first batches: the engine must compute the
 # single-device update; splitting the batch only reorders sums (measured: docs/distributed.md).
 PARALLEL_FLOAT64 = 1e-12
-# float32 first-step gradients, max |difference| / tensor max: the same split, in float32 rounding.
-PARALLEL_GRADS32 = 1e-5
+# float32 first-step gradients, max |difference| / tensor max: the profile's float32 gradient
+# tolerance (1e-4 strict). What differs is the float32 rounding of the single-device weight
+# gradient, which grows with the batch: PyTorch (oneDNN) 6.0e-6 at batch 100, 1.2e-5 at 1000,
+# so 1e-5 would fail a correct DDP (test_distributed.py::test_float32_split_alone_exceeds_1e_5).
+# A real data-parallel fault (a factor N, a replica's wrong rows) is off by 1e-2 or more.
 
 
 def parallel_note(cfg: RunConfig) -> str:
@@ -250,6 +253,7 @@ def parallel_checks(cfg: RunConfig, ok: list[dict[str, Any]]) -> list[dict[str, 
     """Per framework: data-parallel vs single-device steps, from probes/<framework>-parallel.npz."""
     if not cfg.parallel.enabled:
         return []
+    grads32 = (FAST if cfg.profile == "fast" and on_gpu(ok) else STRICT32)["grads"]
     checks = []
     for r in ok:
         name = r["framework"]
@@ -266,7 +270,7 @@ def parallel_checks(cfg: RunConfig, ok: list[dict[str, Any]]) -> list[dict[str, 
             (
                 "first-step gradients (float32): max abs difference / tensor max",
                 tensors_apart(ref, "grads"),
-                PARALLEL_GRADS32,
+                grads32,
             ),
         ):
             checks.append(check(f"{name}: {cfg.parallel.devices} devices vs one, {label}", value, tolerance))

@@ -12,7 +12,7 @@ import pytest
 
 import compare
 from common import cluster, environment, parity, table
-from common.config import ParallelConfig, RunConfig
+from common.config import MnistConfig, ParallelConfig, RunConfig
 from common.parallel import PROCESS_ID, first_batches, replica_rows
 from common.weights import CANONICAL_SHAPES
 from tests.conftest import load_results, run_compare, runs_by_framework
@@ -238,6 +238,36 @@ def test_one_device_adds_no_checks_and_no_table(tmp_path: Path) -> None:
     assert table.parallel_table({"runs": [{"framework": "jax", "status": "ok"}]}) is None
 
 
+@pytest.mark.pytorch
+def test_float32_split_alone_exceeds_1e_5() -> None:
+    """Why the float32 gradient check uses 1e-4: DDP's arithmetic on a correct split, batch 1000.
+
+    Each half's float32 gradient divided by 2 and summed (what DDP computes for N = 2) differs
+    from the full batch's float32 gradient by 1.2e-5 of conv1.weight's max; the data-parallel
+    one is the closer to float64: the difference is the single-device reduction's rounding.
+    """
+    from common.data import load_mnist, resolve_data_dir, training_subset
+    from common.parallel import probe_grads
+    from common.weights import mnist_init
+    from frameworks.pytorch import mnist
+
+    def grads(dtype: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+        data = images[dtype]
+        model = mnist.create_model(MnistConfig(dtype=dtype), mnist_init(0), "cpu")
+        return probe_grads(mnist.probe(model, data.train_images[rows], data.train_labels[rows], "cpu"))
+
+    def apart(a: dict, b: dict) -> float:
+        return max(parity.relative_to_max(a[k].astype(np.float64), b[k].astype(np.float64)) for k in a)
+
+    images = {dtype: load_mnist(resolve_data_dir(None), dtype) for dtype in ("float32", "float64")}
+    rows = training_subset(60_000, None, 0)[first_batches(60_000, 1000, 0, 1)[0]]
+    single, exact = grads("float32", rows), grads("float64", rows)
+    halves = [grads("float32", rows[replica_rows(1000, 2, r)]) for r in range(2)]
+    split = {k: halves[0][k] / np.float32(2) + halves[1][k] / np.float32(2) for k in single}
+    assert 1e-5 < apart(split, single) < 1e-4
+    assert apart(split, exact) < apart(single, exact)
+
+
 # --- Training: each engine against one device (slow) ---
 
 
@@ -259,7 +289,7 @@ def dp_run(tmp_path: Path, *args: str, frameworks: str = ",".join(FRAMEWORKS)) -
     ids=["3-devices-one-machine", "2-devices-2-processes"],
 )
 def test_data_parallel_computes_the_single_device_steps(tmp_path: Path, devices: int, processes: int | None) -> None:
-    """float64 steps and weights within 1e-12 of one device; the float32 first-step gradients within 1e-5."""
+    """float64 steps and weights within 1e-12 of one device; the float32 first-step gradients within 1e-4."""
     args = ["--devices", str(devices)] + (["--processes", str(processes)] if processes else [])
     doc, stdout = dp_run(tmp_path, *args)
     assert doc["parity"]["status"] == parity.AGREE
@@ -267,7 +297,8 @@ def test_data_parallel_computes_the_single_device_steps(tmp_path: Path, devices:
     engines["tensorflow"] = "MultiWorkerMirroredStrategy" if processes else "MirroredStrategy"
     for framework, run in runs_by_framework(doc).items():
         values = check_values(doc, framework)
-        assert max(values.values()) < 1e-5, values
+        float64 = [v for name, v in values.items() if "(float64)" in name]
+        assert max(float64) < 1e-14, values  # measured <= 1.9e-15: 500x inside the tolerance
         assert run["devices"] == devices and run["per_replica_batch"] == 60 // devices
         assert run["engine"] == engines[framework]
         assert run["processes"] == (devices if framework == "pytorch" else processes or 1)
