@@ -98,6 +98,8 @@ def relay_stderr(stream: IO[bytes], log: IO[bytes], lock: threading.Lock, tail: 
     for line in stream:
         tail.append(line)
         with lock:
+            if log.closed:  # the group was stopped and its log closed: nothing left to keep
+                return
             log.write(line)
             log.flush()
             if not NOISE.match(line.rstrip(b"\r\n")):
@@ -187,7 +189,8 @@ class Group:
                 break
         for relay in self.relays:
             relay.join(timeout=5)
-        self.log.close()
+        with self.lock:
+            self.log.close()
 
     def failure(self, ranked: bool, result: Path, log: Path) -> str:
         """Why no result came back; with several ranks, the one that failed first (the others were stopped)."""

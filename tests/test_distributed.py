@@ -233,6 +233,21 @@ def test_a_missing_reference_fails_its_checks(tmp_path: Path) -> None:
     assert len(checks) == 3 and not any(c["passed"] for c in checks)
 
 
+def test_the_table_shows_how_each_engine_ran() -> None:
+    run = {"framework": "jax", "status": "ok", "engine": "jax.sharding (NamedSharding, nnx.jit)", "processes": 2}
+    run |= {"collective_backend": "gloo", "launcher": "2 processes (jax.distributed)", "devices": 2}
+    columns, [row] = table.parallel_table({"runs": [run, {"framework": "pytorch", "status": "failed"}]})
+    assert dict(zip(columns, row, strict=True)) == {
+        "framework": "jax",
+        "engine": "jax.sharding (NamedSharding, nnx.jit)",
+        "collective backend": "gloo",
+        "launcher": "2 processes (jax.distributed)",
+        "processes": "2",
+        "devices": "2",
+        "per-replica batch": "-",
+    }
+
+
 def test_one_device_adds_no_checks_and_no_table(tmp_path: Path) -> None:
     assert parity.parallel_checks(config(1, out=str(tmp_path)), [{"framework": "jax", "status": "ok"}]) == []
     assert table.parallel_table({"runs": [{"framework": "jax", "status": "ok"}]}) is None

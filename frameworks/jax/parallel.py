@@ -79,11 +79,10 @@ def train_step(model: mnist.Net, optimizer: nnx.Optimizer, x: jax.Array, y: jax.
     return loss
 
 
-@nnx.jit
-def gradients(model: mnist.Net, x: jax.Array, y: jax.Array) -> nnx.State:
-    """The gradients the optimizer would apply at the current weights (Flax layout), no update."""
-    (_, _), grads = nnx.value_and_grad(mnist.loss_fn, has_aux=True)(model, x, y)
-    return grads
+def gradients(model: mnist.Net, x: jax.Array, y: jax.Array) -> dict[str, np.ndarray]:
+    """The gradients the optimizer would apply at the current weights (canonical names), no update."""
+    (_, _), grads = nnx.jit(nnx.value_and_grad(mnist.loss_fn, has_aux=True))(model, x, y)
+    return canonical(grads)
 
 
 def local(array: jax.Array) -> np.ndarray:
@@ -154,13 +153,13 @@ def reference(
         model = mnist.create_model(m64, init, device)
         optimizer = mnist.make_optimizer(m64, model)
         x, y = mnist.to_device(images.reshape(-1, 28, 28), labels.reshape(-1), device)
-        steps = np.arange(len(labels.reshape(-1))).reshape(labels.shape)  # batch i = rows of step i
+        steps = np.arange(labels.size).reshape(labels.shape)  # batch i = rows of step i
         losses = [mnist.train_step(model, optimizer, x, y, jax.numpy.asarray(idx)) for idx in steps]
         out |= {"single/losses": np.array(jax.device_get(losses)), **prefixed("single/params", get_params(model))}
     m32 = replace(cfg.mnist, dtype="float32")
     images, labels = batches["float32"]
     model, _ = create_model(engine, m32, init, device)
-    out |= prefixed("parallel/grads", canonical(gradients(model, *shard(engine, images[0], labels[0], device))))
+    out |= prefixed("parallel/grads", gradients(model, *shard(engine, images[0], labels[0], device)))
     if chief:
         probe = mnist.probe(mnist.create_model(m32, init, device), images[0], labels[0], device)
         out |= prefixed("single/grads", probe_grads(probe))

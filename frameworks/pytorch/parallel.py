@@ -134,7 +134,7 @@ def reference(
         model = mnist.create_model(m64, init, device)
         optimizer = mnist.make_optimizer(m64, model)
         x, y = mnist.to_device(images.reshape(-1, 28, 28), labels.reshape(-1), device)
-        steps = torch.arange(len(y), device=x.device).reshape(labels.shape)  # batch i = rows of step i
+        steps = torch.arange(labels.size, device=x.device).reshape(labels.shape)  # batch i = rows of step i
         losses = [mnist.train_step(model, optimizer, x, y, idx) for idx in steps]
         out |= {"single/losses": torch.stack(losses).cpu().numpy(), **prefixed("single/params", get_params(model))}
     m32 = replace(cfg.mnist, dtype="float32")

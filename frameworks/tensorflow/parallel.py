@@ -105,19 +105,20 @@ def train_step(model: mnist.Net, optimizer: tf.keras.optimizers.Optimizer, x: tf
     return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)  # the shares add up to the mean
 
 
-@tf.function
-def gradients(model: mnist.Net, x: tf.Tensor, y: tf.Tensor) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
-    """The summed gradients the optimizer would apply at the current weights (Keras layout), no update."""
+def gradients(model: mnist.Net, x: tf.Tensor, y: tf.Tensor) -> dict[str, np.ndarray]:
+    """The summed gradients the optimizer would apply at the current weights (canonical names), no update."""
     strategy = model.distribute_strategy
     layers = {name: (getattr(model, name).kernel, getattr(model, name).bias) for name in mnist.LAYERS}
 
     def replica_grads(x: tf.Tensor, y: tf.Tensor) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
         with tf.GradientTape() as tape:
             loss, _ = loss_fn(model, x, y)
-        grads = tape.gradient(loss, layers)
+        grads = tape.gradient(loss, layers)  # same nested structure as `layers`
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)  # as Keras does
 
-    return strategy.experimental_local_results(strategy.run(replica_grads, args=(x, y)))[0]
+    summed = tf.function(lambda x, y: strategy.run(replica_grads, args=(x, y)))
+    grads = strategy.experimental_local_results(summed(x, y))[0]  # the same sum on every replica
+    return from_nhwc({name: (k.numpy(), b.numpy()) for name, (k, b) in grads.items()})
 
 
 def get_params(model: mnist.Net) -> dict[str, np.ndarray]:
@@ -190,15 +191,14 @@ def reference(
             model = mnist.create_model(m64, init, device)
             optimizer = mnist.make_optimizer(m64, model)
             x, y = mnist.to_device(images.reshape(-1, 28, 28), labels.reshape(-1), device)
-            steps = tf.reshape(tf.range(len(labels.reshape(-1))), labels.shape)  # batch i = rows of step i
+            steps = tf.reshape(tf.range(labels.size), labels.shape)  # batch i = rows of step i
             losses = [mnist.train_step(model, optimizer, x, y, idx) for idx in steps]
             out |= {"single/losses": tf.stack(losses).numpy(), **prefixed("single/params", get_params(model))}
     m32 = replace(cfg.mnist, dtype="float32")
     images, labels = batches["float32"]
     with floatx("float32"):
         model, _ = create_model(engine, m32, init, device)
-        grads = gradients(model, *shard(engine, images[0], labels[0], device))
-        out |= prefixed("parallel/grads", from_nhwc({k: (g.numpy(), b.numpy()) for k, (g, b) in grads.items()}))
+        out |= prefixed("parallel/grads", gradients(model, *shard(engine, images[0], labels[0], device)))
         if chief:
             probe = mnist.probe(mnist.create_model(m32, init, device), images[0], labels[0], device)
             out |= prefixed("single/grads", probe_grads(probe))
