@@ -142,8 +142,8 @@ class Group:
                 cwd=ROOT,
                 env={**env, **member.env, name: value},
                 stdin=subprocess.DEVNULL,
-                # Rank 0's stdout is ours (its progress bar); the other ranks' goes through the filter.
-                stdout=write if member.rank else None,
+                # A rank's stdout goes through the filter (gloo greets on it), but rank 0's progress bar to a terminal.
+                stdout=write if member.rank or (member.rank == 0 and not sys.stdout.isatty()) else None,
                 stderr=write,
                 start_new_session=True,
             )
