@@ -253,6 +253,7 @@ def test_one_device_adds_no_checks_and_no_table(tmp_path: Path) -> None:
     assert table.parallel_table({"runs": [{"framework": "jax", "status": "ok"}]}) is None
 
 
+@pytest.mark.slow
 @pytest.mark.pytorch
 def test_float32_split_alone_exceeds_1e_5() -> None:
     """Why the float32 gradient check uses 1e-4: DDP's arithmetic on a correct split, batch 1000.
