@@ -78,11 +78,13 @@ def add_parallel_arguments(p: Parser) -> None:
         "--devices",
         type=int,
         default=1,
+        metavar="N",
         help="train on N devices with each framework's own engine, the batch split evenly (CPU: N simulated devices)",
     )
     g.add_argument(
         "--processes",
         type=int,
+        metavar="P",
         help="run each engine's multi-machine form as P processes on this machine, over the loopback",
     )
 

@@ -18,6 +18,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from common.config import MnistConfig, RunConfig
 from common.data import Mnist, batch_order, chunks
+from common.errors import UserError
 from common.layout import from_nhwc
 from common.parallel import Engine, per_replica, prefixed, probe_grads
 from common.recorder import Recorder
@@ -29,6 +30,8 @@ def setup(cfg: RunConfig, device: str) -> Engine:
     """A one-axis mesh over N devices (runtime.configure made them, and joined the processes)."""
     par = cfg.parallel
     devices = jax.devices()[: par.devices]  # every process's devices, in the multi-process form
+    if len(devices) < par.devices:
+        raise UserError(f"--devices {par.devices}: JAX sees {len(devices)} {jax.default_backend().upper()} devices")
     # Auto axes: the sharding of each intermediate is left to XLA (GSPMD), which inserts the collectives.
     mesh = jax.make_mesh((par.devices,), ("data",), axis_types=(AxisType.Auto,), devices=devices)
     if device.startswith("gpu"):

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from common.config import MnistConfig, RunConfig
 from common.data import Mnist, batch_order, chunks
+from common.errors import UserError
 from common.layout import from_nhwc
 from common.parallel import Engine, per_replica, prefixed, probe_grads, replica_rows
 from common.recorder import Recorder
@@ -32,6 +33,10 @@ def setup(cfg: RunConfig, device: str) -> Engine:
     if par.processes is None:
         # runtime.configure split the CPU into N logical devices (or kept N GPUs).
         devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpu else "CPU")][: par.devices]
+        if len(devices) < par.devices:
+            raise UserError(
+                f"--devices {par.devices}: TensorFlow sees {len(devices)} {'GPU' if gpu else 'CPU'} devices"
+            )
         strategy = tf.distribute.MirroredStrategy(devices)
         rank, launcher = 0, "one process"
     else:
