@@ -262,10 +262,10 @@ def test_float32_split_alone_exceeds_1e_5() -> None:
     from the full batch's float32 gradient by 1.2e-5 of conv1.weight's max; the data-parallel
     one is the closer to float64: the difference is the single-device reduction's rounding.
     """
-    from common.data import load_mnist, resolve_data_dir, training_subset
     from common.parallel import probe_grads
     from common.weights import mnist_init
     from frameworks.pytorch import mnist
+    from frameworks.worker import load_data
 
     def grads(dtype: str, rows: np.ndarray) -> dict[str, np.ndarray]:
         data = images[dtype]
@@ -275,8 +275,10 @@ def test_float32_split_alone_exceeds_1e_5() -> None:
     def apart(a: dict, b: dict) -> float:
         return max(parity.relative_to_max(a[k].astype(np.float64), b[k].astype(np.float64)) for k in a)
 
-    images = {dtype: load_mnist(resolve_data_dir(None), dtype) for dtype in ("float32", "float64")}
-    rows = training_subset(60_000, None, 0)[first_batches(60_000, 1000, 0, 1)[0]]
+    images = {
+        dtype: load_data(RunConfig(task="mnist", mnist=MnistConfig(dtype=dtype))) for dtype in ("float32", "float64")
+    }
+    rows = first_batches(60_000, 1000, 0, 1)[0]  # the first batch of 1000 of seed 0
     single, exact = grads("float32", rows), grads("float64", rows)
     halves = [grads("float32", rows[replica_rows(1000, 2, r)]) for r in range(2)]
     split = {k: halves[0][k] / np.float32(2) + halves[1][k] / np.float32(2) for k in single}
