@@ -21,8 +21,17 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from common import benchmark, environment, launch, parity, report, results, seedreport, seeds, table
-from common.config import FRAMEWORKS, TASKS, BenchConfig, Margins, MnistConfig, PlaneConfig, RunConfig
+from common import benchmark, cluster, environment, launch, parity, report, results, seedreport, seeds, table
+from common.config import (
+    FRAMEWORKS,
+    TASKS,
+    BenchConfig,
+    Margins,
+    MnistConfig,
+    ParallelConfig,
+    PlaneConfig,
+    RunConfig,
+)
 from common.data import PLANE_POINTS, user_data_dir
 from common.datasets import NAMES as DATASETS
 from common.errors import UserError
@@ -88,7 +97,73 @@ def make_parser() -> Parser:
     p.add_argument("--eval-params", metavar="FILE", help="mnist: score this canonical .npz in every framework")
     p.add_argument("--benchmark", action="store_true", help="mnist: time training steps instead of training")
     p.add_argument("--report", metavar="DIR", help="re-render report.md and curves.png from DIR/results.json")
+    add_parallel_arguments(p)
     return p
+
+
+# --- Data-parallel training (--devices, --processes): docs/distributed.md ---
+
+
+def add_parallel_arguments(p: Parser) -> None:
+    g = p.add_argument_group("data-parallel training (mnist; docs/distributed.md)")
+    g.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N devices with each framework's own engine, the batch split evenly (CPU: N simulated devices)",
+    )
+    g.add_argument(
+        "--processes",
+        type=int,
+        metavar="P",
+        help="run each engine's multi-machine form as P processes on this machine, over the loopback",
+    )
+
+
+def check_parallel(args: argparse.Namespace) -> None:
+    """--devices and --processes: what no engine can run."""
+    if args.devices < 1:
+        raise UserError(f"--devices must be 1 or more, got {args.devices}")
+    if args.processes is not None and args.processes < 1:
+        raise UserError(f"--processes must be 1 or more, got {args.processes}")
+    if args.devices == 1 and args.processes is None:
+        return
+    if args.devices == 1:
+        raise UserError("--processes runs a data-parallel engine across processes; give --devices 2 or more")
+    if args.task != "mnist":
+        raise UserError("--devices applies to --task mnist; the plane fit runs on one device")
+    if args.benchmark:
+        raise UserError("--benchmark with --devices is not supported yet; time one device, or train with --devices")
+    if args.eval_params:
+        raise UserError("--eval-params scores a checkpoint on one device; leave out --devices")
+    if args.processes is not None and args.devices % args.processes:
+        raise UserError(f"--processes {args.processes} does not divide --devices {args.devices} evenly")
+
+
+def check_batch_split(batch_size: int, devices: int) -> None:
+    if batch_size % devices:
+        raise UserError(
+            f"--batch-size {batch_size} does not split evenly over --devices {devices}; choose a multiple of {devices}"
+        )
+
+
+def check_devices_exist(cfg: RunConfig) -> None:
+    """More GPUs than exist is refused; on a CPU, N devices are simulated (docs/distributed.md)."""
+    par = cfg.parallel
+    if not par.enabled:
+        return
+    gpus = len(cluster.visible_gpus()) if cfg.device != "cpu" and environment.gpu_visible() else 0
+    if gpus and par.devices > gpus:
+        raise UserError(
+            f"--devices {par.devices}: this machine shows {gpus} GPU{'s' if gpus > 1 else ''}; "
+            "give at most that many, or --device cpu to simulate devices on the CPU"
+        )
+    if not gpus and par.processes and par.local_devices > 1 and "tensorflow" in cfg.frameworks:
+        raise UserError(
+            f"--devices {par.devices} --processes {par.processes}: TensorFlow's MultiWorkerMirroredStrategy drives one "
+            f"CPU device per worker; give --processes {par.devices}, or leave tensorflow out of --frameworks"
+        )
 
 
 SEED_MAX = 2**32 - 1  # NumPy's legacy seeding (Keras's set_random_seed) and JAX's key take 32 bits
@@ -124,6 +199,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError("--benchmark times the MNIST training step; it does not apply to --task plane")
     if args.benchmark and args.eval_params:
         raise UserError("--benchmark times training and --eval-params scores a checkpoint: choose one")
+    check_parallel(args)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -146,6 +222,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     n_train = min(args.train_limit or N_TRAIN, N_TRAIN)
     if mnist.batch_size > n_train:
         raise UserError(f"--batch-size {mnist.batch_size} is larger than the training set ({n_train} examples)")
+    check_batch_split(mnist.batch_size, args.devices)
     plane_defaults = PlaneConfig()
     plane = PlaneConfig(lr=args.lr or plane_defaults.lr, steps=args.steps or plane_defaults.steps)
     data_dir = user_data_dir(args.data_dir, args.dataset) if args.task == "mnist" else None  # only read
@@ -175,6 +252,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         plane=plane,
         mnist=mnist,
         bench=BenchConfig(),
+        parallel=ParallelConfig(devices=args.devices, processes=args.processes),
     )
     seeds.check(cfg)
     return cfg
@@ -187,6 +265,7 @@ def preflight(cfg: RunConfig) -> RunConfig:
     """
     if cfg.device == "gpu" and not environment.gpu_visible():
         raise UserError("--device gpu: this machine shows no GPU (no NVIDIA device); use --device auto or cpu")
+    check_devices_exist(cfg)
     return prepare_data(cfg)
 
 
@@ -220,6 +299,9 @@ def assemble(cfg: RunConfig, env: dict[str, Any], runs: list[dict[str, Any]]) ->
 
 def summary(doc: dict[str, Any]) -> str:
     lines = [table.text(*table.runs_table(doc))]
+    parallel = table.parallel_table(doc)
+    if parallel:
+        lines += ["", "Data-parallel", table.text(*parallel)]
     if doc["parity"]["checks"] or doc["parity"]["note"]:
         lines += ["", f"Parity ({doc['parity']['note']})" if doc["parity"]["note"] else "Parity"]
         if doc["parity"]["checks"]:

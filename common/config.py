@@ -39,7 +39,7 @@ class MnistConfig:
     epochs: int = 2
     batch_size: int = 100
     # 0.02: 98.90 / 98.87 / 98.90% after 2 epochs (seed 0); 0.05 left TensorFlow at 98.44%. Over seeds
-    # 0-4: 98.82 / 98.79 / 98.82% on average, 98.65 to 98.95% per seed (docs/differences.md, section 16).
+    # 0-4: 98.82 / 98.79 / 98.82% on average, 98.65 to 98.95% per seed (docs/differences.md, section 17).
     lr: float = 0.02
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = 0.9  # SGD only
@@ -71,7 +71,7 @@ DOCUMENTED_ACCURACY = 0.988
 class Margins:
     """--seeds: how far apart two frameworks may be and still count as equivalent (TOST).
 
-    Five seeds at the defaults (docs/differences.md, section 16): seed-to-seed std 0.11 point and
+    Five seeds at the defaults (docs/differences.md, section 17): seed-to-seed std 0.11 point and
     0.003 of loss; the widest paired 90% bound between frameworks 0.076 point and 0.0015. The
     margins are 2.3 and 3 seed stds: two seeds decide them for correct ports, and a port outside
     them is worse than an unlucky seed.
@@ -79,6 +79,27 @@ class Margins:
 
     accuracy_points: float = 0.25
     test_loss: float = 0.01
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """Data-parallel training (--devices, --processes): the global batch split over `devices` replicas."""
+
+    devices: int = 1
+    # None: each engine's single-machine form (torchrun --standalone, MirroredStrategy, one JAX
+    # process); P: its multi-machine form as P processes on this machine, over the loopback.
+    processes: int | None = None
+    # Data-parallel vs single-device steps compared from the shared start (float64).
+    reference_steps: int = 30
+
+    @property
+    def enabled(self) -> bool:
+        return self.devices > 1
+
+    @property
+    def local_devices(self) -> int:
+        """Devices each process drives."""
+        return self.devices // (self.processes or 1)
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,7 @@ class RunConfig:
     plane: PlaneConfig = field(default_factory=PlaneConfig)
     mnist: MnistConfig = field(default_factory=MnistConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     @property
     def profile(self) -> str:
@@ -128,4 +150,5 @@ class RunConfig:
         d["plane"] = PlaneConfig(**d["plane"])
         d["mnist"] = MnistConfig(**d["mnist"])
         d["bench"] = BenchConfig(**d["bench"])
+        d["parallel"] = ParallelConfig(**d.get("parallel", {}))
         return cls(**d)

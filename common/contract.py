@@ -158,7 +158,58 @@ BENCH = Module(
     ),
 )
 
-MODULES = (RUNTIME, MNIST, PLANE, BENCH)
+PARALLEL = Module(
+    "parallel",
+    "dp-engine",
+    (
+        one("dp-engine", "setup", "16"),
+        one("dp-engine", "shard"),
+        one("dp-engine", "create_model"),
+        Row(
+            "dp-step",
+            (
+                Fn(
+                    "loss_fn",
+                    ("tensorflow",),
+                    "DDP averages the replicas' gradients and XLA partitions the global-batch mean itself; under"
+                    " MirroredStrategy each replica's loss must be its share of the global mean",
+                ),
+            ),
+        ),
+        one("dp-step", "train_step", "16"),
+        one("dp-step", "gradients"),
+        Row(
+            "dp-step",
+            (
+                Fn(
+                    "local",
+                    ("jax",),
+                    "a replicated JAX array may span other processes' devices, so each process reads its own copy;"
+                    " PyTorch and TensorFlow replicas hold ordinary local tensors",
+                ),
+                Fn("canonical", ("jax",), "the same weights-to-canonical conversion for a model and its gradients"),
+            ),
+        ),
+        one("dp-step", "get_params"),
+        one("dp-loop", "train"),
+        Row(
+            "dp-loop",
+            (
+                Fn(
+                    "floatx",
+                    ("tensorflow",),
+                    "Keras makes the learning-rate variable in floatx(); PyTorch and JAX take the dtype from the"
+                    " weights, so their float64 reference needs no switch",
+                ),
+            ),
+            ("10",),
+        ),
+        one("dp-loop", "close"),
+        one("dp-loop", "reference", "16"),
+    ),
+)
+
+MODULES = (RUNTIME, MNIST, PARALLEL, PLANE, BENCH)
 
 
 def defined_names(source: str) -> list[str]:

@@ -7,6 +7,7 @@ others' results survive.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -15,9 +16,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
+from common import cluster
 from common.config import RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
@@ -27,12 +31,16 @@ ROOT = Path(__file__).resolve().parent.parent
 # The modules a framework's package needs, and how to install them.
 REQUIRES = {"pytorch": ("torch",), "tensorflow": ("tensorflow",), "jax": ("jax", "flax", "optax")}
 INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
+GROUP_TAG = "TRIPTYCH_GROUP"  # marks every process of one framework's run (Group.stop)
+POLL_SECONDS = 0.05
+STOP_SECONDS = 5.0
 # TensorFlow's and XLA's C++ INFO/WARNING lines (absl format) and absl's pre-init notice: kept
 # in logs/<framework>.log, not shown. TF_CPP_MIN_LOG_LEVEL does not reach messages logged
 # before absl is initialised, nor grappler's "Not handling type DT_DOUBLE" in float64 runs.
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"
+    rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*)$"  # gloo's notice in every JAX process (stdout)
 )
 
 
@@ -65,57 +73,174 @@ def worker_env(cfg: RunConfig) -> dict[str, str]:
 
 
 def run_one(framework: str, cfg: RunConfig, job: Path) -> dict[str, Any]:
-    """Run one framework's worker; a crash, hang or kill becomes a `failed` entry."""
+    """Run one framework's worker (or its data-parallel group); a crash, hang or kill becomes a `failed` entry."""
     result = cfg.out_dir / "runs" / f"{framework}.json"
-    result.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "frameworks.worker", framework, str(job), str(result)]
+    for stale in (result, *rank_records(result)):
+        stale.unlink(missing_ok=True)
     log = cfg.out_dir / "logs" / f"{framework}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=worker_env(cfg), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    relay = threading.Thread(target=relay_stderr, args=(proc.stderr, log), daemon=True)
-    relay.start()
+    worker = ["frameworks.worker", framework, str(job), str(result)]
+    gpus = cluster.visible_gpus() if cfg.parallel.enabled and cfg.device != "cpu" else None
+    group = Group(cluster.members(framework, cfg, worker, gpus), worker_env(cfg), log)
     try:
-        code = proc.wait(timeout=cfg.timeout)
+        group.wait(cfg.timeout)
     except subprocess.TimeoutExpired:
-        stop(proc)
         return not_run(framework, "failed", f"timed out after {cfg.timeout:g} s (raise --timeout)")
-    except KeyboardInterrupt:
-        stop(proc)
-        raise
     finally:
-        relay.join(timeout=5)
+        group.stop()
     if result.is_file():
         return json.loads(result.read_text())
-    if code < 0:
-        name = signal.Signals(-code).name
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return not_run(framework, "failed", f"worker killed by {name}{hint}")
-    return not_run(framework, "failed", f"worker exited with code {code} before writing a result (see {log})")
+    return not_run(framework, "failed", group.failure(cluster.ranked(framework, cfg), result, log))
 
 
-def relay_stderr(stream: IO[bytes], log: Path) -> None:
+def relay_stderr(stream: IO[bytes], log: IO[bytes], lock: threading.Lock, tail: deque[bytes]) -> None:
     """Copy a worker's stderr to its log file, and all but framework log noise to ours."""
-    with open(log, "wb") as f:
-        for line in stream:
-            f.write(line)
+    for line in stream:
+        tail.append(line)
+        with lock:
+            if log.closed:  # the group was stopped and its log closed: nothing left to keep
+                return
+            log.write(line)
+            log.flush()
             if not NOISE.match(line.rstrip(b"\r\n")):
                 sys.stderr.buffer.write(line)
                 sys.stderr.flush()
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Terminate the worker's whole process group, then kill it if it lingers."""
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+class Group:
+    """The processes that run one framework, started together and stopped together.
+
+    One process on one device; a data-parallel run may have several (common.cluster). When
+    one fails, every other is stopped at once: a replica waiting in an all-reduce for a dead
+    peer would otherwise wait until --timeout.
+    """
+
+    def __init__(self, members: list[cluster.Member], env: dict[str, str], log: Path) -> None:
+        self.members = members
+        # Every process of the group, and every process those start (torchrun's ranks run in
+        # sessions of their own), inherits this tag: stop() finds them all, even orphaned.
+        self.tag = f"{GROUP_TAG}={os.getpid()}-{id(self)}-{time.monotonic_ns()}"
+        self.log = open(log, "wb")  # noqa: SIM115 (closed in stop, after the relays end)
+        self.procs: list[subprocess.Popen] = []
+        self.tails: list[deque[bytes]] = []
+        self.relays: list[threading.Thread] = []
+        self.failed: list[int] = []  # members that exited non-zero before any was stopped, in member order
+        self.lock = threading.Lock()
         try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
+            for member in members:
+                self.start(member, env)
+        except BaseException:  # a process that cannot start: the ones already started must not outlive us
+            self.stop()
+            raise
+
+    def start(self, member: cluster.Member, env: dict[str, str]) -> None:
+        name, value = self.tag.split("=")
+        read, write = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                member.cmd,
+                cwd=ROOT,
+                env={**env, **member.env, name: value},
+                stdin=subprocess.DEVNULL,
+                # A rank's stdout goes through the filter (gloo greets on it), but rank 0's progress bar to a terminal.
+                stdout=write if member.rank or (member.rank == 0 and not sys.stdout.isatty()) else None,
+                stderr=write,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        tail: deque[bytes] = deque(maxlen=400)
+        stream = os.fdopen(read, "rb")
+        relay = threading.Thread(target=relay_stderr, args=(stream, self.log, self.lock, tail), daemon=True)
+        relay.start()
+        self.procs.append(proc)
+        self.tails.append(tail)
+        self.relays.append(relay)
+
+    def wait(self, timeout: float) -> None:
+        """Until every process exits 0 or one fails; subprocess.TimeoutExpired after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            codes = [proc.poll() for proc in self.procs]
+            self.failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
+            if self.failed or all(code == 0 for code in codes):
+                return
+            if time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.members[0].cmd, timeout)
+            time.sleep(POLL_SECONDS)
+
+    def stop(self) -> None:
+        """SIGTERM every process of the group, then SIGKILL whatever lingers; close the log."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for proc in self.procs:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, sig)
+            for pid in tagged(self.tag):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + STOP_SECONDS
+            while time.monotonic() < deadline and (any(p.poll() is None for p in self.procs) or tagged(self.tag)):
+                time.sleep(POLL_SECONDS)
+            if all(p.poll() is not None for p in self.procs) and not tagged(self.tag):
+                break
+        for relay in self.relays:
+            relay.join(timeout=5)
+        with self.lock:
+            self.log.close()
+
+    def failure(self, ranked: bool, result: Path, log: Path) -> str:
+        """Why no result came back; with several ranks, the one that failed first (the others were stopped)."""
+        deaths = self.deaths()
+        if deaths:
+            rank, number = deaths[0]
+            name = signal.Signals(number).name
+            hint = " (out of memory?)" if name == "SIGKILL" else ""
+            if rank is None:
+                return f"worker killed by {name}{hint}"
+            return f"rank {rank} killed by {name}{hint}; the other ranks were stopped"
+        # A rank that raised recorded why; its peers fail after it (a closed connection), so the earliest.
+        records = sorted((json.loads(p.read_text()) for p in rank_records(result)), key=lambda r: r["failed_at"])
+        if records:
+            first = records[0]
+            return f"rank {first['rank']}: {first['error']}" if ranked else first["error"]
+        failed = self.failed[0] if self.failed else 0
+        rank, code = self.members[failed].rank, self.procs[failed].returncode
+        who = f"rank {rank}" if ranked and rank is not None else "worker"
+        return f"{who} exited with code {code} before writing a result (see {log})"
+
+    def deaths(self) -> list[tuple[int | None, int]]:
+        """(rank, signal) of each process killed from outside (a crash, the OOM killer), first seen first.
+
+        A signal death is a cause, never a consequence: a rank whose peer died fails with an
+        error. SIGTERM is what launchers send to the survivors, so it is left out of torchrun's report.
+        """
+        found = [(self.members[i].rank, -self.procs[i].returncode) for i in self.failed if self.procs[i].returncode < 0]
+        for tail in self.tails:
+            text = b"".join(tail).decode(errors="replace")
+            found += [(rank, -code) for rank, code in cluster.torchrun_failures(text) if -code != signal.SIGTERM]
+        return found
+
+
+def rank_records(result: Path) -> list[Path]:
+    """Where the ranks of a data-parallel run that failed say why (frameworks/worker.py)."""
+    return sorted(result.parent.glob(f"{result.stem}.rank*.json"))
+
+
+def tagged(tag: str) -> list[int]:
+    """Live processes whose environment carries `tag` (Linux /proc; elsewhere process groups suffice)."""
+    needle = b"\0" + tag.encode() + b"\0"
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in b"\0" + environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except (OSError, ValueError):
             continue
+    return [pid for pid in pids if pid != os.getpid()]
 
 
 def run_all(cfg: RunConfig) -> list[dict[str, Any]]:

@@ -37,6 +37,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"**Configuration:** {config_line(doc)}",
         "### Results\n\n" + (seedreport.results_markdown(doc) if multi_seed else runs_markdown(doc)),
     ]
+    parallel = table.parallel_table(doc)
+    if parallel:
+        sections.append("### Data-parallel\n\n" + table.markdown(*parallel))
     if doc["task"] == "plane" and doc.get("optimum"):
         sections.append(optimum_line(doc["optimum"]))
     sections.append(parity_section(doc["parity"]))
@@ -84,7 +87,16 @@ def config_fields(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         timing = [("warmup steps", b.get("warmup_steps")), ("timed", windows(b))]
         return [*data, *training, *numerics, *timing, *where]
     limit = m["train_limit"] if m.get("train_limit") is not None else "all"
-    return [*data, ("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *where]
+    return [*data, ("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *where, *parallel_fields(cfg)]
+
+
+def parallel_fields(cfg: dict[str, Any]) -> list[tuple[str, Any]]:
+    """--devices N (and --processes P) when the run was data-parallel."""
+    par = cfg.get("parallel") or {}
+    if par.get("devices", 1) <= 1:
+        return []
+    form = f"{par['processes']} processes (multi-machine form)" if par.get("processes") else "single-machine form"
+    return [("data-parallel", f"{par['devices']} devices, {form}")]
 
 
 def optimizer(m: dict[str, Any]) -> str:

@@ -94,6 +94,28 @@ def markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+# --- Data-parallel runs (--devices N): how each engine ran ---
+
+PARALLEL_COLUMNS = (
+    "framework",
+    "engine",
+    "collective backend",
+    "launcher",
+    "processes",
+    "devices",
+    "per-replica batch",
+)
+
+
+def parallel_table(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]] | None:
+    """One row per framework that trained data-parallel; None when none did."""
+    runs = [r for r in doc["runs"] if r.get("engine")]
+    if not runs:
+        return None
+    keys = ("engine", "collective_backend", "launcher", "processes", "devices", "per_replica_batch")
+    return PARALLEL_COLUMNS, [[r["framework"], *(str(r.get(k, "-")) for k in keys)] for r in runs]
+
+
 def summary_line(run: dict[str, Any]) -> str:
     """One line when a framework finishes: its status and its headline number."""
     head = f"{run['framework']:>10}: {run['status']}"

@@ -19,11 +19,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from common.config import RunConfig
 from common.data import PLANE_POINTS, Mnist, batch_order, load_mnist, run_data_dir, training_subset
 from common.errors import UserError
 from common.io import atomic_save_npz, atomic_write_json
 from common.metrics import accuracy, cross_entropy, plane_loss
+from common.parallel import first_batches, process_rank
 from common.recorder import NonFiniteLoss, Recorder
 from common.weights import load_canonical, mnist_init, save_canonical
 
@@ -54,6 +57,8 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
     if cfg.benchmark:
         bench = importlib.import_module(f"{fw.__name__}.bench")
         return bench.benchmark(cfg, mnist_init(cfg.seed), data, device)
+    if cfg.parallel.enabled:
+        return run_parallel(cfg, fw, data, device)
     init = mnist_init(cfg.seed) if m.init == "shared" else None
     model = mnist.create_model(m, init, device, seed=cfg.seed)
     if init is not None:  # the first training batch, for the first-step parity checks
@@ -69,6 +74,54 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
     params_path = cfg.out_dir / "params" / f"{name}.npz"
     save_canonical(params_path, mnist.get_params(model))
     return {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir))}
+
+
+# --- Data-parallel training (--devices N): the framework's engine, checked against one device ---
+
+
+def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> dict[str, Any]:
+    """Train on N replicas with the framework's own engine; every rank runs this, rank 0 records.
+
+    Before training, the engine's first steps are compared with the same framework's single
+    device from the shared start (probes/<framework>-parallel.npz; common.parity checks them).
+    """
+    mnist = importlib.import_module(f"{fw.__name__}.mnist")
+    parallel = importlib.import_module(f"{fw.__name__}.parallel")
+    name = fw.__name__.rsplit(".", 1)[1]
+    m = cfg.mnist
+    engine = parallel.setup(cfg, device)
+    chief = engine.rank == 0
+    init = mnist_init(cfg.seed) if m.init == "shared" else None
+    if init is not None and chief:  # the cross-framework first-step checks, on one device as always
+        idx = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
+        probe = mnist.probe(mnist.create_model(m, init, device), data.train_images[idx], data.train_labels[idx], device)
+        atomic_save_npz(cfg.out_dir / "probes" / f"{name}.npz", probe)
+    batches = {dtype: reference_batches(cfg, data, dtype) for dtype in ("float64", "float32")}
+    reference = parallel.reference(cfg, engine, batches, device)
+    if chief:
+        atomic_save_npz(cfg.out_dir / "probes" / f"{name}-parallel.npz", reference)
+    model, optimizer = parallel.create_model(engine, m, init, device, seed=cfg.seed)
+    steps_per_epoch = len(data.train_labels) // m.batch_size
+    recorder = Recorder(name, data.test_labels, m.epochs, steps_per_epoch, m.batch_size, cfg.quiet or not chief)
+    try:
+        parallel.train(cfg, engine, model, optimizer, data, recorder, device)
+    finally:
+        recorder.close()
+    entry = engine.record()
+    if chief:  # only rank 0 evaluates and records
+        params_path = cfg.out_dir / "params" / f"{name}.npz"
+        save_canonical(params_path, parallel.get_params(model))
+        entry |= {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir))}
+    parallel.close(engine)
+    return entry
+
+
+def reference_batches(cfg: RunConfig, data: Mnist, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """The run's first `reference_steps` batches in `dtype`: images (steps, batch, 28, 28), labels (steps, batch)."""
+    if dtype != cfg.mnist.dtype:
+        data = load_data(replace(cfg, mnist=replace(cfg.mnist, dtype=dtype)))
+    order = first_batches(len(data.train_labels), cfg.mnist.batch_size, cfg.seed, cfg.parallel.reference_steps)
+    return data.train_images[order], data.train_labels[order]
 
 
 def evaluate_params(cfg: RunConfig, mnist: ModuleType, data: Mnist, device: str, name: str) -> dict[str, Any]:
@@ -121,8 +174,26 @@ def main(argv: list[str]) -> int:
     cfg = RunConfig.from_dict(json.loads(Path(job_path).read_text()))
     cfg = replace(cfg, frameworks=(framework,))
     entry = run(framework, cfg)
-    atomic_write_json(Path(result_path), entry)
-    return 0
+    if not cfg.parallel.enabled:
+        atomic_write_json(Path(result_path), entry)
+        return 0
+    return finish_rank(entry, Path(result_path))
+
+
+def finish_rank(entry: dict[str, Any], result: Path) -> int:
+    """Rank 0 writes the result. A rank that failed writes why, and exits 1 so its launcher stops the others.
+
+    A failure is recorded per rank with its time, not as the result: when one rank dies, its
+    peers fail next (a closed connection), and the launcher names the one that failed first.
+    """
+    rank = process_rank()
+    if entry["status"] == "ok":
+        if rank == 0:
+            atomic_write_json(result, entry)
+        return 0
+    record = {"rank": rank, "error": entry.get("error", ""), "failed_at": time.time()}
+    atomic_write_json(result.with_name(f"{result.stem}.rank{rank}.json"), record)
+    return 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from common.contract import (
     LANDMARKS,
     MNIST,
     MODULES,
+    PLANE,
     Module,
     defined_names,
     module_problems,
@@ -62,7 +63,7 @@ def test_an_unlisted_or_misplaced_function_fails_with_its_name() -> None:
 def test_a_reordered_file_fails_with_both_orders() -> None:
     names = {fw: defined_names(source(fw, "plane")) for fw in FRAMEWORKS}
     names["jax"] = ["abs_grad_at_zero", *[n for n in names["jax"] if n != "abs_grad_at_zero"]]
-    (found,) = order_problems(MODULES[2], names)
+    (found,) = order_problems(PLANE, names)
     assert found.startswith("frameworks/jax/plane.py defines abs_grad_at_zero, loss_fn, fit_plane;")
 
 

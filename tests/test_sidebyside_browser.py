@@ -114,7 +114,9 @@ def test_wide_layout_aligns_sections_and_landmarks(chromium: Any, tmp_path: Path
         assert anchor["cells"] >= 2 and anchor["spread"] <= TOLERANCE_PX, anchor
     landmarks = [a for a in found["anchors"] if a["key"].lstrip("# ") in LANDMARKS]
     assert {(a["row"], a["key"]) for a in landmarks} == {
-        (row, f"# {mark}") for row in ("mnist-train_step", "plane-train_step-fit_plane") for mark in LANDMARKS
+        (row, f"# {mark}")
+        for row in ("mnist-train_step", "parallel-train_step", "plane-train_step-fit_plane")
+        for mark in LANDMARKS
     }
     assert all(a["cells"] == 3 for a in landmarks)
     assert len([a for a in found["anchors"] if a["key"] == "heading"]) >= 20

@@ -102,6 +102,29 @@ SECTIONS = (
         " logits, loss and gradients on the first batch, for the parity checks.",
     ),
     Section(
+        "dp-engine",
+        "Several devices: the engine",
+        "<code>--devices N</code> trains data-parallel through each framework's own engine: PyTorch's"
+        " <code>DistributedDataParallel</code> in one process per replica, TensorFlow's"
+        " <code>MirroredStrategy</code> over N devices, JAX's mesh with the batch sharded along a data axis."
+        " The global batch and its order are the shared ones; each replica holds its rows.",
+    ),
+    Section(
+        "dp-step",
+        "Several devices: one data-parallel step",
+        "The single-device step, spread: DDP all-reduces the gradients during <code>backward()</code>;"
+        " TensorFlow runs the step on every replica with <code>strategy.run</code>, each replica's loss a"
+        " share of the global mean; JAX compiles the same global-batch program and XLA inserts the"
+        " all-reduce.",
+    ),
+    Section(
+        "dp-loop",
+        "Several devices: the loop, and the check against one device",
+        "The loop is the single-device one over sharded batches. <code>reference</code> runs 30 float64"
+        " steps on one device and on N, and the first float32 gradients, for the parity checks that"
+        " every data-parallel run adds.",
+    ),
+    Section(
         "plane-loss",
         "The plane fit: its loss",
         "f(x, y) = a&middot;x + b&middot;y against five points, mean absolute error. The derivative of"
@@ -198,11 +221,12 @@ def column_heads(modules: list[str], labels: dict[str, str]) -> str:
 
 
 def citations(rows: list[tuple[Module, Row | None]], ledger: dict[str, LedgerRow]) -> str:
+    first = {}  # ledger row -> the first function row of this section that shows it
+    for module, row in rows:
+        for n in row.ledger if row else ():
+            first.setdefault(n, row_id(module, row))
     links = [
-        f'<a href="#{row_id(module, row)}-row-{n}">{n}&nbsp;{strip_tags(ledger[n].difference)}</a>'
-        for module, row in rows
-        if row
-        for n in row.ledger
+        f'<a href="#{where}-row-{n}">{n}&nbsp;{strip_tags(ledger[n].difference)}</a>' for n, where in first.items()
     ]
     return f'<p class="cites">Ledger rows here: {" · ".join(links)}</p>' if links else ""
 

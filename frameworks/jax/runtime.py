@@ -9,6 +9,7 @@ import jax
 from common.config import RunConfig
 from common.environment import usable_cores
 from common.errors import UserError
+from common.parallel import process_rank
 
 
 def configure(cfg: RunConfig) -> str:
@@ -18,15 +19,22 @@ def configure(cfg: RunConfig) -> str:
         # process may run on, so --threads N restricts the process to N of them (before the
         # first jax.devices() call creates the pool).
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: cfg.threads])
-    if cfg.dtype == "float64":
+    if cfg.dtype == "float64" or cfg.parallel.enabled:  # data-parallel: its float64 reference steps
         jax.config.update("jax_enable_x64", True)  # JAX silently computes in float32 otherwise
-    gpus = [d for d in jax.devices() if d.platform == "gpu"] if cfg.device != "cpu" else []
+    if cfg.parallel.enabled:
+        # Both before the backend initialises: N devices on a CPU (a GPU backend ignores this),
+        # and the process group of the multi-machine form (gloo collectives on a CPU, JAX's default).
+        jax.config.update("jax_num_cpu_devices", cfg.parallel.local_devices)
+        if cfg.parallel.processes:
+            # The coordinator's address comes from JAX_COORDINATOR_ADDRESS (common.cluster).
+            jax.distributed.initialize(num_processes=cfg.parallel.processes, process_id=process_rank())
+    gpus = [d for d in jax.local_devices() if d.platform == "gpu"] if cfg.device != "cpu" else []
     if cfg.device == "gpu" and not gpus:
         raise UserError("--device gpu: JAX sees no GPU (jaxlib without CUDA? see README, GPU)")
     if gpus and cfg.profile == "strict":
         # JAX's default matmul/conv precision on NVIDIA GPUs may use TF32.
         jax.config.update("jax_default_matmul_precision", "highest")
-    device = gpus[0] if gpus else jax.devices("cpu")[0]
+    device = gpus[0] if gpus else jax.local_devices(backend="cpu")[0]
     jax.config.update("jax_default_device", device)
     return f"gpu:0 ({device.device_kind})" if gpus else "cpu"
 

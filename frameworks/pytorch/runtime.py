@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from common.config import RunConfig
@@ -12,6 +14,8 @@ def configure(cfg: RunConfig) -> str:
     """Apply the run's device and profile; return the device name for results.json."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)  # intra-op threads: the ones that run the convolutions
+    elif cfg.parallel.enabled:
+        torch.set_num_threads(1)  # one thread per replica process, as torchrun's OMP_NUM_THREADS=1
     use_gpu = cfg.device != "cpu" and torch.cuda.is_available()
     if cfg.device == "gpu" and not use_gpu:
         build = "a CUDA build" if torch.version.cuda else "a CPU-only build; see README, GPU"
@@ -26,7 +30,11 @@ def configure(cfg: RunConfig) -> str:
         # 1000x less exact: 3.8e-4 vs 3.8e-7 of the float64 gradient on an H200. PyTorch's own
         # CUDA convolutions are deterministic and exact to float32 rounding, if slower.
         torch.backends.cudnn.enabled = False
-    return f"cuda:0 ({torch.cuda.get_device_name(0)})" if use_gpu else "cpu"
+    if use_gpu and cfg.parallel.enabled:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # torchrun: one GPU per process on a machine
+    if use_gpu:
+        return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
+    return "cpu"
 
 
 def threads() -> int:

@@ -22,8 +22,16 @@ def configure(cfg: RunConfig) -> str:
         cuda = tf.sysconfig.get_build_info().get("is_cuda_build")
         build = "a CUDA build" if cuda else "a CPU-only build; see README, GPU"
         raise UserError(f"--device gpu: TensorFlow sees no GPU ({build})")
-    if gpus:
-        tf.config.experimental.set_memory_growth(gpus[0], True)  # leave memory to measure peaks
+    if gpus and cfg.parallel.enabled:
+        gpus = gpus[: cfg.parallel.local_devices]  # MirroredStrategy takes every visible GPU it is given
+        tf.config.set_visible_devices(gpus, "GPU")
+    elif cfg.parallel.local_devices > 1:
+        # Data-parallel on a CPU: all cores are one device unless split into logical ones, before
+        # the runtime initialises. MirroredStrategy then runs one replica on each.
+        logical = [tf.config.LogicalDeviceConfiguration()] * cfg.parallel.local_devices
+        tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0], logical)
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)  # leave memory to measure peaks
     if gpus and cfg.profile == "strict":
         # TensorFlow runs fp32 matmuls and convolutions in TF32 on Ampere+ by default.
         tf.config.experimental.enable_tensor_float_32_execution(False)

@@ -1,0 +1,147 @@
+"""The MNIST CNN data-parallel in PyTorch: DistributedDataParallel, one process per replica.
+
+torchrun starts the processes and hands each its rank (env://). DDP broadcasts rank 0's
+weights when it wraps the model and averages the gradients over the replicas during
+backward. The model, loss, optimizer and evaluation are mnist.py's own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from common.config import MnistConfig, RunConfig
+from common.data import Mnist, batch_order, chunks
+from common.parallel import Engine, per_replica, prefixed, probe_grads, replica_rows
+from common.recorder import Recorder
+from common.weights import mnist_init
+from frameworks.pytorch import mnist
+
+
+def setup(cfg: RunConfig, device: str) -> Engine:
+    """Join the process group torchrun prepared: gloo between CPU processes, NCCL between CUDA GPUs."""
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend)  # env://: RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT come from torchrun
+    par = cfg.parallel
+    launcher = "torchrun --standalone" if par.processes is None else f"torchrun --nnodes {par.processes}"
+    return Engine(
+        engine="DistributedDataParallel",
+        collective_backend=backend,
+        launcher=launcher,
+        devices=par.devices,
+        processes=dist.get_world_size(),
+        per_replica_batch=per_replica(cfg.mnist.batch_size, par.devices),
+        rank=dist.get_rank(),
+    )
+
+
+def shard(engine: Engine, images: np.ndarray, labels: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's replica's rows of a global batch, on its device."""
+    rows = replica_rows(len(labels), engine.devices, engine.rank)
+    return mnist.to_device(images[rows], labels[rows], device)
+
+
+def create_model(
+    engine: Engine, cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str, seed: int = 0
+) -> tuple[DistributedDataParallel, torch.optim.Optimizer]:
+    """mnist.py's Net and optimizer, the Net wrapped in DDP (which broadcasts rank 0's weights)."""
+    net = mnist.create_model(cfg, params, device, seed)
+    device_ids = [torch.cuda.current_device()] if device.startswith("cuda") else None  # CPU modules take none
+    model = DistributedDataParallel(net, device_ids=device_ids)
+    return model, mnist.make_optimizer(cfg, model)
+
+
+def train_step(
+    model: DistributedDataParallel, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """One step on the global batch, this replica holding its rows; returns the global batch's loss."""
+    # Forward pass
+    loss, _ = mnist.loss_fn(model, x, y)  # the mean over this replica's rows
+    # Compute gradients
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # DDP all-reduces the gradients bucket by bucket and divides them by the world size
+    # Update weights
+    optimizer.step()
+    loss = loss.detach()
+    dist.all_reduce(loss)  # the sum of the replicas' means, for the record
+    return loss / dist.get_world_size()
+
+
+def gradients(model: DistributedDataParallel, x: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
+    """The averaged gradients DDP hands the optimizer at the current weights (canonical names), no update."""
+    loss, _ = mnist.loss_fn(model, x, y)
+    model.zero_grad(set_to_none=True)
+    loss.backward()  # through DDP's hooks: torch.autograd.grad would bypass its all-reduce
+    return {name: p.grad.cpu().numpy() for name, p in model.module.named_parameters()}
+
+
+def get_params(model: DistributedDataParallel | torch.nn.Module) -> dict[str, np.ndarray]:
+    """Canonical weights of this replica (a DDP model) or of a single-device Net."""
+    return mnist.get_params(model.module if isinstance(model, DistributedDataParallel) else model)
+
+
+def train(
+    cfg: RunConfig,
+    engine: Engine,
+    model: DistributedDataParallel,
+    optimizer: torch.optim.Optimizer,
+    data: Mnist,
+    recorder: Recorder,
+    device: str,
+) -> None:
+    """mnist.train's loop over the shared batch order; every replica takes its rows, rank 0 scores the test set."""
+    m = cfg.mnist
+    chief = engine.rank == 0  # the weights are the same in every replica: one scores the test set
+    x_test, _ = mnist.to_device(data.test_images, data.test_labels, device) if chief else (None, None)
+    for epoch in range(m.epochs):
+        order = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch)
+        start = time.perf_counter()
+        for chunk in chunks(order, m.log_every):
+            batches = [shard(engine, data.train_images[idx], data.train_labels[idx], device) for idx in chunk]
+            losses = [train_step(model, optimizer, x, y) for x, y in batches]
+            recorder.steps(torch.stack(losses).cpu().numpy())  # one host read per chunk
+        seconds = time.perf_counter() - start
+        if chief:
+            recorder.epoch(seconds, mnist.predict(model.module, x_test, m.eval_batch_size))
+
+
+def close(engine: Engine) -> None:
+    """Leave the process group: every rank, once rank 0 has written what it records."""
+    dist.destroy_process_group()
+
+
+def reference(
+    cfg: RunConfig, engine: Engine, batches: dict[str, tuple[np.ndarray, np.ndarray]], device: str
+) -> dict[str, np.ndarray]:
+    """Data-parallel against one device from the shared start, on the run's first batches.
+
+    float64: the step losses and the weights after them; float32: the first-step gradients.
+    Every rank trains the data-parallel side; rank 0 also the single-device side (mnist.py).
+    """
+    init, chief = mnist_init(cfg.seed), engine.rank == 0
+    m64 = replace(cfg.mnist, dtype="float64")
+    images, labels = batches["float64"]
+    model, optimizer = create_model(engine, m64, init, device)
+    placed = [shard(engine, x, y, device) for x, y in zip(images, labels, strict=True)]
+    losses = [train_step(model, optimizer, x, y) for x, y in placed]
+    out = {"parallel/losses": torch.stack(losses).cpu().numpy(), **prefixed("parallel/params", get_params(model))}
+    if chief:
+        model = mnist.create_model(m64, init, device)
+        optimizer = mnist.make_optimizer(m64, model)
+        x, y = mnist.to_device(images.reshape(-1, 28, 28), labels.reshape(-1), device)
+        steps = torch.arange(labels.size, device=x.device).reshape(labels.shape)  # batch i = rows of step i
+        losses = [mnist.train_step(model, optimizer, x, y, idx) for idx in steps]
+        out |= {"single/losses": torch.stack(losses).cpu().numpy(), **prefixed("single/params", get_params(model))}
+    m32 = replace(cfg.mnist, dtype="float32")
+    images, labels = batches["float32"]
+    model, _ = create_model(engine, m32, init, device)
+    out |= prefixed("parallel/grads", gradients(model, *shard(engine, images[0], labels[0], device)))
+    if chief:
+        probe = mnist.probe(mnist.create_model(m32, init, device), images[0], labels[0], device)
+        out |= prefixed("single/grads", probe_grads(probe))
+    return out

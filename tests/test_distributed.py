@@ -1,0 +1,433 @@
+"""Data-parallel training (--devices, --processes): each engine against one device, launching, faults, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import compare
+from common import cluster, environment, parity, table
+from common.config import MnistConfig, ParallelConfig, RunConfig
+from common.parallel import PROCESS_ID, first_batches, replica_rows
+from common.weights import CANONICAL_SHAPES
+from tests.conftest import load_results, run_compare, runs_by_framework
+
+FRAMEWORKS = ("pytorch", "tensorflow", "jax")
+# Tiny runs: 10 steps of 60 (divisible by 2 and 3); the reference compares the first 30 steps.
+TINY = ("--train-limit", "600", "--epochs", "1", "--batch-size", "60")
+
+
+def config(devices: int, processes: int | None = None, **kw) -> RunConfig:
+    return RunConfig(task="mnist", parallel=ParallelConfig(devices=devices, processes=processes), **kw)
+
+
+def check_values(doc: dict, framework: str) -> dict[str, float]:
+    """The three data-parallel checks of one framework, by their kind."""
+    found = {c["name"].split(", ", 1)[1]: c for c in doc["parity"]["checks"] if c["name"].startswith(f"{framework}:")}
+    assert len(found) == 3, found
+    assert all(c["passed"] for c in found.values()), found
+    return {name: c["value"] for name, c in found.items()}
+
+
+# --- The split, the batches, the launch commands (no framework started) ---
+
+
+def test_replicas_take_contiguous_rows_of_the_global_batch() -> None:
+    assert [replica_rows(60, 3, r) for r in range(3)] == [slice(0, 20), slice(20, 40), slice(40, 60)]
+    rows = np.concatenate([np.arange(60)[replica_rows(60, 3, r)] for r in range(3)])
+    np.testing.assert_array_equal(rows, np.arange(60))
+
+
+def test_reference_batches_follow_the_shared_order_across_epochs() -> None:
+    from common.data import batch_order
+
+    first = first_batches(600, 60, 0, 30)
+    assert first.shape == (30, 60)
+    np.testing.assert_array_equal(first[:10], batch_order(600, 60, 0, 0))
+    np.testing.assert_array_equal(first[10:20], batch_order(600, 60, 0, 1))
+
+
+def test_free_ports_differ_and_can_be_bound() -> None:
+    import socket
+
+    ports = cluster.free_ports(4)
+    assert len(set(ports)) == 4
+    for port in ports:
+        with socket.socket() as s:
+            s.bind((cluster.LOOPBACK, port))
+
+
+def test_single_device_is_one_worker() -> None:
+    [member] = cluster.members("pytorch", config(1), ["frameworks.worker", "pytorch", "j", "r"])
+    assert member.cmd[1:] == ["-m", "frameworks.worker", "pytorch", "j", "r"]
+    assert member.env == {} and member.rank is None
+
+
+def test_pytorch_is_started_by_torchrun() -> None:
+    worker = ["frameworks.worker", "pytorch", "j", "r"]
+    [standalone] = cluster.members("pytorch", config(3), worker)
+    assert standalone.cmd[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m", *worker]
+    assert standalone.env == {"OMP_NUM_THREADS": "1"}  # one thread per replica
+    nodes = cluster.members("pytorch", config(4, 2, threads=2), worker)
+    assert [n.rank for n in nodes] == [0, 1]
+    port = nodes[0].cmd[nodes[0].cmd.index("--nnodes=2") + 4]
+    assert port.startswith("--master-port=")
+    for i, node in enumerate(nodes):
+        assert node.cmd[3:8] == [
+            "--nnodes=2",
+            f"--node-rank={i}",
+            "--nproc-per-node=2",
+            "--master-addr=127.0.0.1",
+            port,
+        ]
+        assert node.env == {"OMP_NUM_THREADS": "2"}
+
+
+def test_tensorflow_workers_get_one_tf_config_each() -> None:
+    assert len(cluster.members("tensorflow", config(2), ["w"])) == 1  # MirroredStrategy: one process
+    workers = cluster.members("tensorflow", config(3, 3), ["w"])
+    configs = [json.loads(w.env["TF_CONFIG"]) for w in workers]
+    addresses = configs[0]["cluster"]["worker"]
+    assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+    assert all(c["cluster"]["worker"] == addresses for c in configs)
+    assert [w.env[PROCESS_ID] for w in workers] == ["0", "1", "2"]
+
+
+def test_jax_processes_meet_at_one_coordinator() -> None:
+    processes = cluster.members("jax", config(4, 2), ["w"])
+    assert len({p.env["JAX_COORDINATOR_ADDRESS"] for p in processes}) == 1
+    assert [p.env[PROCESS_ID] for p in processes] == ["0", "1"]
+
+
+def test_each_process_gets_its_own_gpus() -> None:
+    processes = cluster.members("jax", config(4, 2), ["w"], gpus=["0", "1", "2", "3"])
+    assert [p.env["CUDA_VISIBLE_DEVICES"] for p in processes] == ["0,1", "2,3"]
+
+
+TORCHRUN_REPORT = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+frameworks.worker FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-11-29_08:33:00
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 24273)  (SIGTERM)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 24273
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-29_08:33:00
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 24274)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 24274
+============================================================
+"""
+
+
+def test_torchruns_report_names_the_root_cause_first() -> None:
+    """The text torch 2.13's torchrun printed when rank 1 was killed (its peer then got SIGTERM)."""
+    assert cluster.torchrun_failures(TORCHRUN_REPORT) == [(1, -9), (0, -15)]
+    assert cluster.torchrun_failures("no report") == []
+
+
+# --- Bad input: one line, exit 2, before anything starts ---
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--devices", "0"), "--devices must be 1 or more, got 0"),
+        (("--devices", "3"), "--batch-size 100 does not split evenly over --devices 3; choose a multiple of 3"),
+        (("--devices", "4", "--processes", "3"), "--processes 3 does not divide --devices 4 evenly"),
+        (("--devices", "2", "--processes", "0"), "--processes must be 1 or more, got 0"),
+        (("--processes", "2"), "--processes runs a data-parallel engine across processes; give --devices 2 or more"),
+        (("--task", "plane", "--devices", "2"), "--devices applies to --task mnist; the plane fit runs on one device"),
+        (
+            ("--benchmark", "--devices", "2"),
+            "--benchmark with --devices is not supported yet; time one device, or train with --devices",
+        ),
+        (
+            ("--eval-params", "x.npz", "--devices", "2"),
+            "--eval-params scores a checkpoint on one device; leave out --devices",
+        ),
+        (
+            ("--devices", "2", "--processes", "1"),
+            "--devices 2 --processes 1: TensorFlow's MultiWorkerMirroredStrategy drives one CPU device per worker; "
+            "give --processes 2, or leave tensorflow out of --frameworks",
+        ),
+    ],
+    ids=[
+        "zero",
+        "batch-split",
+        "processes-split",
+        "zero-processes",
+        "processes-alone",
+        "plane",
+        "benchmark",
+        "eval",
+        "tf-cpu",
+    ],
+)
+def test_bad_parallel_arguments_exit_2(args: tuple[str, ...], message: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert compare.main([*args, "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not out.exists()  # refused before the output directory is made
+
+
+def test_more_gpus_than_exist_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(environment, "gpu_visible", lambda: True)
+    monkeypatch.setattr(cluster, "visible_gpus", lambda: ["0", "1"])
+    assert compare.main(["--devices", "4", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --devices 4: this machine shows 2 GPUs; give at most that many, or --device cpu to simulate "
+        "devices on the CPU\n"
+    )
+
+
+def test_a_command_line_error_is_one_line_from_the_shell() -> None:
+    proc = run_compare("--devices", "2", "--batch-size", "25", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: --batch-size 25 does not split evenly over --devices 2; choose a multiple of 2\n"
+
+
+# --- The verdict's data-parallel checks (synthetic probes) ---
+
+
+def write_reference(out: Path, framework: str, gap: float) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {"single/losses": np.linspace(2.3, 1.0, 30), "parallel/losses": np.linspace(2.3, 1.0, 30) * (1 + gap)}
+    for kind in ("params", "grads"):
+        for key, shape in CANONICAL_SHAPES.items():
+            value = rng.normal(size=shape)
+            arrays[f"single/{kind}/{key}"], arrays[f"parallel/{kind}/{key}"] = value, value
+    (out / "probes").mkdir(exist_ok=True)
+    np.savez(out / "probes" / f"{framework}-parallel.npz", **arrays)
+
+
+def test_parallel_checks_come_per_framework_and_fail_on_a_gap(tmp_path: Path) -> None:
+    cfg = config(2, out=str(tmp_path))
+    write_reference(tmp_path, "pytorch", 0.0)
+    write_reference(tmp_path, "jax", 1e-9)
+    runs = [{"framework": "pytorch", "status": "ok"}, {"framework": "jax", "status": "ok"}]
+    checks = {c["name"]: c for c in parity.parallel_checks(cfg, runs)}
+    assert checks["pytorch: 2 devices vs one, first 30 step losses (float64): max relative difference"]["value"] == 0
+    jax_losses = checks["jax: 2 devices vs one, first 30 step losses (float64): max relative difference"]
+    assert jax_losses["value"] == pytest.approx(1e-9) and not jax_losses["passed"]
+    assert len(checks) == 6
+
+
+def test_a_missing_reference_fails_its_checks(tmp_path: Path) -> None:
+    checks = parity.parallel_checks(config(2, out=str(tmp_path)), [{"framework": "jax", "status": "ok"}])
+    assert len(checks) == 3 and not any(c["passed"] for c in checks)
+
+
+def test_the_table_shows_how_each_engine_ran() -> None:
+    run = {"framework": "jax", "status": "ok", "engine": "jax.sharding (NamedSharding, nnx.jit)", "processes": 2}
+    run |= {"collective_backend": "gloo", "launcher": "2 processes (jax.distributed)", "devices": 2}
+    columns, [row] = table.parallel_table({"runs": [run, {"framework": "pytorch", "status": "failed"}]})
+    assert dict(zip(columns, row, strict=True)) == {
+        "framework": "jax",
+        "engine": "jax.sharding (NamedSharding, nnx.jit)",
+        "collective backend": "gloo",
+        "launcher": "2 processes (jax.distributed)",
+        "processes": "2",
+        "devices": "2",
+        "per-replica batch": "-",
+    }
+
+
+def test_one_device_adds_no_checks_and_no_table(tmp_path: Path) -> None:
+    assert parity.parallel_checks(config(1, out=str(tmp_path)), [{"framework": "jax", "status": "ok"}]) == []
+    assert table.parallel_table({"runs": [{"framework": "jax", "status": "ok"}]}) is None
+
+
+@pytest.mark.slow
+@pytest.mark.pytorch
+def test_float32_split_alone_exceeds_1e_5() -> None:
+    """Why the float32 gradient check uses 1e-4: DDP's arithmetic on a correct split, batch 1000.
+
+    Each half's float32 gradient divided by 2 and summed (what DDP computes for N = 2) differs
+    from the full batch's float32 gradient by 1.2e-5 of conv1.weight's max; the data-parallel
+    one is the closer to float64: the difference is the single-device reduction's rounding.
+    """
+    from common.parallel import probe_grads
+    from common.weights import mnist_init
+    from frameworks.pytorch import mnist
+    from frameworks.worker import load_data
+
+    def grads(dtype: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+        data = images[dtype]
+        model = mnist.create_model(MnistConfig(dtype=dtype), mnist_init(0), "cpu")
+        return probe_grads(mnist.probe(model, data.train_images[rows], data.train_labels[rows], "cpu"))
+
+    def apart(a: dict, b: dict) -> float:
+        return max(parity.relative_to_max(a[k].astype(np.float64), b[k].astype(np.float64)) for k in a)
+
+    images = {
+        dtype: load_data(RunConfig(task="mnist", mnist=MnistConfig(dtype=dtype))) for dtype in ("float32", "float64")
+    }
+    rows = first_batches(60_000, 1000, 0, 1)[0]  # the first batch of 1000 of seed 0
+    single, exact = grads("float32", rows), grads("float64", rows)
+    halves = [grads("float32", rows[replica_rows(1000, 2, r)]) for r in range(2)]
+    split = {k: halves[0][k] / np.float32(2) + halves[1][k] / np.float32(2) for k in single}
+    assert 1e-5 < apart(split, single) < 1e-4
+    assert apart(split, exact) < apart(single, exact)
+
+
+# --- Training: each engine against one device (slow) ---
+
+
+def dp_run(tmp_path: Path, *args: str, frameworks: str = ",".join(FRAMEWORKS)) -> tuple[dict, str]:
+    out = tmp_path / "run"
+    proc = run_compare(*TINY, "--frameworks", frameworks, *args, "--out", str(out), timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return load_results(out), proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+@pytest.mark.parametrize(
+    ("devices", "processes"),
+    [(3, None), (2, 2)],
+    ids=["3-devices-one-machine", "2-devices-2-processes"],
+)
+def test_data_parallel_computes_the_single_device_steps(tmp_path: Path, devices: int, processes: int | None) -> None:
+    """float64 steps and weights within 1e-12 of one device; the float32 first-step gradients within 1e-4."""
+    args = ["--devices", str(devices)] + (["--processes", str(processes)] if processes else [])
+    doc, stdout = dp_run(tmp_path, *args)
+    assert doc["parity"]["status"] == parity.AGREE
+    engines = {"pytorch": "DistributedDataParallel", "jax": "jax.sharding (NamedSharding, nnx.jit)"}
+    engines["tensorflow"] = "MultiWorkerMirroredStrategy" if processes else "MirroredStrategy"
+    for framework, run in runs_by_framework(doc).items():
+        values = check_values(doc, framework)
+        float64 = [v for name, v in values.items() if "(float64)" in name]
+        assert max(float64) < 1e-14, values  # measured <= 1.9e-15: 500x inside the tolerance
+        assert run["devices"] == devices and run["per_replica_batch"] == 60 // devices
+        assert run["engine"] == engines[framework]
+        assert run["processes"] == (devices if framework == "pytorch" else processes or 1)
+    assert "Data-parallel" in stdout and "DistributedDataParallel" in stdout
+    report = (Path(doc["config"]["out"]) / "report.md").read_text()
+    assert "### Data-parallel" in report and f"{devices} devices" in report
+
+
+# --- Faults: a replica that dies or hangs ends every replica of its framework ---
+
+
+def rank_hook(tmp_path: Path, framework: str, body: str) -> tuple[dict[str, str], Path]:
+    """An environment in which rank 1 of `framework`'s run executes `body` as it starts.
+
+    A sitecustomize on PYTHONPATH runs in every Python process before anything else; it acts
+    only in `framework`'s workers (`-m frameworks.worker FRAMEWORK`: at that point sys.argv
+    holds the arguments after the module name) and records their pids, to check that none
+    outlives the run.
+    """
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    pids = tmp_path / "pids.txt"
+    code = [
+        "import os, sys",
+        f"if sys.argv[1:2] == [{framework!r}]:",
+        f"    with open({str(pids)!r}, 'a') as f:",
+        "        f.write(f'{os.getpid()}\\n')",
+        f"    if (os.environ.get('RANK') or os.environ.get({PROCESS_ID!r})) == '1':",
+        *(f"        {line}" for line in body.splitlines()),
+    ]
+    (hook / "sitecustomize.py").write_text("\n".join(code) + "\n")
+    return {**os.environ, "PYTHONPATH": str(hook)}, pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's bookkeeping is left
+
+
+def assert_all_ended(pids: Path, expected: int) -> None:
+    recorded = [int(line) for line in pids.read_text().split()]
+    assert len(recorded) == expected, recorded
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in recorded) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in recorded if alive(p)]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+def test_a_killed_replica_stops_its_framework_and_the_others_finish(tmp_path: Path) -> None:
+    env, pids = rank_hook(tmp_path, "pytorch", "os.kill(os.getpid(), 9)")
+    out = tmp_path / "run"
+    args = (*TINY, "--devices", "2", "--frameworks", "pytorch,tensorflow", "--out", str(out))
+    proc = run_compare(*args, env=env, timeout=900)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    runs = runs_by_framework(load_results(out))
+    assert runs["pytorch"]["status"] == "failed"
+    assert runs["pytorch"]["error"] == "rank 1 killed by SIGKILL (out of memory?); the other ranks were stopped"
+    assert runs["tensorflow"]["status"] == "ok" and runs["tensorflow"]["engine"] == "MirroredStrategy"
+    check_values(load_results(out), "tensorflow")
+    assert_all_ended(pids, 2)
+
+
+@pytest.mark.distributed
+@pytest.mark.tensorflow
+def test_a_failing_worker_is_named_with_its_error(tmp_path: Path) -> None:
+    env, pids = rank_hook(tmp_path, "tensorflow", "os.environ['TF_CONFIG'] = '{not json'")
+    out = tmp_path / "run"
+    proc = run_compare(
+        *TINY, "--devices", "2", "--processes", "2", "--frameworks", "tensorflow", "--out", str(out), env=env
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    error = runs_by_framework(load_results(out))["tensorflow"]["error"]
+    assert error.startswith("rank 1: JSONDecodeError: "), error
+    assert_all_ended(pids, 2)
+
+
+@pytest.mark.distributed
+@pytest.mark.jax
+def test_a_hanging_process_is_stopped_with_every_other_at_the_timeout(tmp_path: Path) -> None:
+    env, pids = rank_hook(tmp_path, "jax", "import time\ntime.sleep(600)")
+    out = tmp_path / "run"
+    start = time.monotonic()
+    args = (*TINY, "--devices", "2", "--processes", "2", "--frameworks", "jax", "--timeout", "20")
+    proc = run_compare(*args, "--out", str(out), env=env, timeout=300)
+    assert time.monotonic() - start < 90
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert runs_by_framework(load_results(out))["jax"]["error"] == "timed out after 20 s (raise --timeout)"
+    assert_all_ended(pids, 2)
+
+
+def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> None:
+    """Rank 0's error (its peer's connection closed) came after rank 1's death: rank 1 is named."""
+    from common.launch import Group
+
+    group = Group.__new__(Group)
+    group.members = [cluster.Member(["torchrun"])]
+    group.procs = [type("P", (), {"returncode": 1})()]
+    group.failed = [0]
+    group.tails = [[TORCHRUN_REPORT.encode()]]
+    (tmp_path / "pytorch.rank0.json").write_text(
+        json.dumps({"rank": 0, "error": "RuntimeError: gloo", "failed_at": 1.0})
+    )
+    message = group.failure(True, tmp_path / "pytorch.json", tmp_path / "log")
+    assert message == "rank 1 killed by SIGKILL (out of memory?); the other ranks were stopped"
+    (tmp_path / "pytorch.rank1.json").write_text(json.dumps({"rank": 1, "error": "ValueError: boom", "failed_at": 0.5}))
+    group.tails = [[]]
+    assert group.failure(True, tmp_path / "pytorch.json", tmp_path / "log") == "rank 1: ValueError: boom"
