@@ -71,6 +71,8 @@ def check(cfg: RunConfig) -> None:
         raise UserError("--seeds repeats training and --benchmark times steps: choose one")
     if cfg.mnist.eval_params:
         raise UserError("--seeds repeats training and --eval-params scores one checkpoint: choose one")
+    if cfg.parallel.devices > 1:  # each seed would also check its engine against one device: not yet supported
+        raise UserError("--seeds with --devices is not supported yet: check the engines on one --seed")
 
 
 def seed_config(cfg: RunConfig, seed: int) -> RunConfig:

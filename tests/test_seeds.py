@@ -71,6 +71,10 @@ def refused(capsys: pytest.CaptureFixture, *args: str) -> str:
         ),
         (["--seeds", "0-4", "--benchmark"], "error: --seeds repeats training and --benchmark times steps: choose one"),
         (
+            ["--seeds", "0-4", "--devices", "2"],
+            "error: --seeds with --devices is not supported yet: check the engines on one --seed",
+        ),
+        (
             ["--task", "plane", "--seeds", "0-4"],
             "error: --seeds repeats MNIST training; the plane fit is float64 with identical paths in every "
             "framework, so one --seed shows its agreement",
