@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from common import settings
 from common.config import RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
@@ -45,8 +46,8 @@ def install_hint(framework: str) -> str:
     return INSTALL.format(name=framework)
 
 
-def worker_env(cfg: RunConfig) -> dict[str, str]:
-    """Environment of a worker: device visibility, strict numerics, quiet logs."""
+def worker_env(cfg: RunConfig, framework: str | None = None) -> dict[str, str]:
+    """Environment of a worker: device visibility, strict numerics, quiet logs, the framework's settings."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices drown the output
@@ -61,18 +62,36 @@ def worker_env(cfg: RunConfig) -> dict[str, str]:
         env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), "--xla_gpu_deterministic_ops=true"]))
     if cfg.threads:
         env["OMP_NUM_THREADS"] = str(cfg.threads)
+    if framework is not None:
+        apply_settings(env, framework, cfg.settings)
     return env
 
 
-def run_one(framework: str, cfg: RunConfig, job: Path) -> dict[str, Any]:
-    """Run one framework's worker; a crash, hang or kill becomes a `failed` entry."""
-    result = cfg.out_dir / "runs" / f"{framework}.json"
+def apply_settings(env: dict[str, str], framework: str, name: str) -> None:
+    """The framework's "defaults" or "fastest" settings (common.settings), read once at its start-up."""
+    for key, value in settings.env_changes(framework, name).items():
+        if value is None:
+            env.pop(key, None)
+        elif key == "XLA_FLAGS":  # shared with the user and the GPU profile: append, never replace
+            env[key] = " ".join(filter(None, [env.get(key), value]))
+        else:
+            env[key] = value
+
+
+def run_one(framework: str, cfg: RunConfig, job: Path, name: str | None = None) -> dict[str, Any]:
+    """Run one framework's worker; a crash, hang or kill becomes a `failed` entry.
+
+    `name` (default: the framework) names its result and log files when one run starts several.
+    """
+    name = name or framework
+    result = cfg.out_dir / "runs" / f"{name}.json"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "frameworks.worker", framework, str(job), str(result)]
-    log = cfg.out_dir / "logs" / f"{framework}.log"
+    log = cfg.out_dir / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    env = worker_env(cfg, framework)
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=worker_env(cfg), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     relay = threading.Thread(target=relay_stderr, args=(proc.stderr, log), daemon=True)
     relay.start()

@@ -302,3 +302,72 @@ def descent_panel(ax: Any, runs: list[dict[str, Any]], optimum: dict[str, float]
     ax.set_title("Loss per iteration against the exact optimum", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     legend(ax)
+
+
+SETTINGS_LINE = {"fastest": "-", "defaults": "--"}
+
+
+def render_bench(bench: dict[str, Any]) -> bytes:
+    """bench.png: images/s against batch size, one line per framework, settings and loop, bars = spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9.5, 5.8), layout="constrained")
+    lines: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in bench["rows"]:
+        lines.setdefault((r["framework"], " = ".join(r["stands_for"]), r["loop"]), []).append(r)
+    for (framework, names, loop), rows in lines.items():
+        rows = sorted(rows, key=lambda r: r["batch_size"])
+        x = np.array([r["batch_size"] for r in rows], dtype=float)
+        y = np.array([r["images_per_second"] for r in rows])
+        low = y - np.array([r["images_per_second_low"] for r in rows])
+        high = np.array([r["images_per_second_high"] for r in rows]) - y
+        s = style(framework)
+        textbook = loop == "textbook"
+        ax.errorbar(
+            x * (1.04 if textbook else 1.0),  # side by side, so that the bars do not hide each other
+            y,
+            yerr=[low, high],
+            color=s["color"],
+            linestyle=":" if textbook else SETTINGS_LINE.get(names.split(" = ")[0], "-."),
+            linewidth=1.4 if textbook else s["width"],
+            marker=s["marker"],
+            markersize=s["size"],
+            markerfacecolor="none" if textbook else s["color"],
+            capsize=4,
+            label=f"{framework}, {names}, {loop} loop",
+        )
+    goal_line(ax, bench)
+    ax.set_xscale("log")
+    sizes = sorted({r["batch_size"] for r in bench["rows"]})
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.minorticks_off()
+    if len(sizes) == 1:
+        ax.set_xlim(sizes[0] / 1.6, sizes[0] * 1.6)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("batch size (log scale)")
+    ax.set_ylabel("training images per second (median; bars: spread)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    env = bench["environment"]
+    cpu = f"{env.get('cpu')} ({' '.join(env.get('vector_extensions') or [])}), {env.get('cores')} cores"
+    fig.suptitle(f"MNIST CNN training speed: {cpu}", fontsize=10)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def goal_line(ax: Any, bench: dict[str, Any]) -> None:
+    """The 40%-of-BLAS goal in images/s: where a framework's line should stay above."""
+    from common.benchmark import GOAL_OF_BLAS
+
+    gflops = bench["reference"].get("gflops")
+    if not gflops or not np.isfinite(gflops):
+        return
+    images = GOAL_OF_BLAS * gflops * 1e9 / bench["train_flops_per_image"]
+    ax.axhline(images, color="black", linewidth=0.9, linestyle="-.", label=f"{GOAL_OF_BLAS:.0%} of NumPy fp32 matmul")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from common.config import RunConfig
 from common.errors import UserError
@@ -28,6 +31,49 @@ def configure(cfg: RunConfig) -> str:
     device = gpus[0] if gpus else jax.devices("cpu")[0]
     jax.config.update("jax_default_device", device)
     return f"gpu:0 ({device.device_kind})" if gpus else "cpu"
+
+
+def kernels() -> dict[str, Any]:
+    """Which kernels XLA compiled this model's convolutions to here, its flags and its thread pool.
+
+    XLA decides per operation when it compiles, so ask the compiler: compile conv2 and its two
+    gradients at the model's shapes and read which fusion each convolution landed in
+    (`__ynn_fusion`: YNNPACK; `__onednn_...`: oneDNN; a plain fusion: XLA's own emitter).
+    """
+    x = jnp.zeros((8, 14, 14, 24), jnp.float32)
+    w = jnp.zeros((5, 5, 24, 32), jnp.float32)
+
+    def loss(w: jax.Array, x: jax.Array) -> jax.Array:
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(y * y)
+
+    try:
+        hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(w, x).compile().as_text()
+        places = sorted(set(conv_fusions(hlo)))
+    except Exception:  # the record is a label: never fail a run over it
+        places = []
+    names = {"__ynn_fusion": "YNNPACK", "__xnn_fusion": "XNNPACK"}
+    library = "+".join(names.get(p, "oneDNN" if "onednn" in p else "XLA emitter") for p in places) or "unknown"
+    return {
+        "library": f"XLA:CPU, {library}" if jax.default_backend() == "cpu" else f"XLA:{jax.default_backend()}",
+        "conv_fusions": places,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        # XLA sizes its CPU thread pool to the cores this process may run on (configure()).
+        "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+    }
+
+
+def conv_fusions(hlo: str) -> list[str]:
+    """The kind of fusion (backend_config "kind", else the HLO fusion kind) around each convolution."""
+    kinds = {}
+    for match in re.finditer(r"kind=(k\w+), calls=%([\w.\-]+)([^\n]*)", hlo):
+        config = re.search(r'"kind":"(\w+)"', match.group(3))
+        kinds[match.group(2)] = config.group(1) if config else match.group(1)
+    found = []
+    for block in hlo.split("\n\n"):
+        name = block.strip().split(" ", 1)[0].lstrip("%")
+        found += [kinds.get(name, "unfused")] * len(re.findall(r"\bconvolution\(", block))
+    return found
 
 
 def versions() -> dict[str, str]:

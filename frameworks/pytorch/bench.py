@@ -28,10 +28,10 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
     batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
-    def run_steps(n: int) -> None:
+    def run_steps(n: int) -> float:
         for _ in range(n):
             loss = mnist.train_step(model, optimizer, x, y, torch.as_tensor(next(batches), device=x.device))
-        loss.item()  # host read: waits for the queued steps
+        return loss.item()  # host read: waits for the queued steps
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
     result.update(threads=torch.get_num_threads(), os_threads=bm.os_threads())

@@ -29,10 +29,10 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
     batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
-    def run_steps(n: int) -> None:
+    def run_steps(n: int) -> float:
         for _ in range(n):
             loss = mnist.train_step(model, optimizer, x, y, tf.constant(next(batches)))
-        loss.numpy()  # host read: waits for the steps before it
+        return float(loss.numpy())  # host read: waits for the steps before it
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
     # 0 means "TensorFlow's default": one intra-op thread per core.

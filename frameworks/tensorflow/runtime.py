@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import tensorflow as tf
 
 from common.config import RunConfig
@@ -34,6 +37,28 @@ def configure(cfg: RunConfig) -> str:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
         return f"gpu:0 ({name})"
     return "cpu"
+
+
+def kernels() -> dict[str, Any]:
+    """Whether TensorFlow runs oneDNN kernels here, and its thread pools, as TensorFlow reports them.
+
+    `IsMklEnabled` is TensorFlow's own answer (TF_ENABLE_ONEDNN_OPTS, else its default rule for
+    this CPU); it is private, so guarded. A pool size of 0 means TensorFlow's default: one
+    thread per core this process may run on.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        onednn: bool | None = bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        onednn = None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return {
+        "library": {True: "oneDNN", False: "Eigen"}.get(onednn, "unknown"),  # oneDNN off: Eigen's own kernels
+        "onednn": onednn,
+        "threads": tf.config.threading.get_intra_op_parallelism_threads() or cores,
+        "interop_threads": tf.config.threading.get_inter_op_parallelism_threads() or cores,
+    }
 
 
 def versions() -> dict[str, str]:
