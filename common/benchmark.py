@@ -84,6 +84,7 @@ class Stopwatch:
         self.batch_size = batch_size
         self.marks = marks(bench)
         self.times: list[float] = []
+        self.cpu: list[float] = []
         self.losses: list[float | None] = []
         self.started = 0.0
 
@@ -93,16 +94,21 @@ class Stopwatch:
     def lap(self, loss: float | None) -> None:
         """Call after a synchronisation: the steps so far have finished and `loss` is their last."""
         self.times.append(time.perf_counter())
+        self.cpu.append(time.process_time())
         self.losses.append(None if loss is None else float(loss))
 
     def result(self) -> dict[str, Any]:
         if len(self.times) != len(self.marks):
             raise RuntimeError(f"the loop stopped after {len(self.times)} of {len(self.marks)} timing marks")
-        window_ends = self.times[-self.bench.windows - 1 :]
-        windows = np.diff(window_ends) / self.bench.window_steps
+        n = self.bench.windows + 1
+        windows = np.diff(self.times[-n:]) / self.bench.window_steps
+        # CPU seconds of this process per step (all its threads): the work done, which a busy
+        # machine stretches far less than wall time (a spinning thread pool counts as work).
+        cpu = np.diff(self.cpu[-n:]) / self.bench.window_steps
         return {
             "first_step_s": self.times[0] - self.started,
             **step_statistics(windows, self.batch_size),
+            "window_cpu_ms": [1e3 * float(c) for c in cpu],
             "losses": self.losses,  # after the first step, the warm-up and each window
         }
 
@@ -263,6 +269,9 @@ def reference_summary(references: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- Statistics: one row per framework, settings, loop and batch size ----------------------
 
+# What each framework's textbook loop is (frameworks/<framework>/textbook.py), for the tables.
+TEXTBOOKS = {"pytorch": "DataLoader", "tensorflow": "model.fit", "jax": "Flax tutorial"}
+
 # The issue's goals on the reference machine, checked by the benchmark (never by a timed test).
 GOAL_OF_BLAS = 0.40  # each framework's training step reaches >= 40% of NumPy's fp32 matmul rate
 GOAL_OF_FASTEST = 0.6  # the slowest framework runs at >= 0.6x the fastest
@@ -316,6 +325,7 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
     batch = case["batch_size"]
     windows = np.concatenate([np.asarray(c["window_step_ms"], dtype=np.float64) for _, c in members]) / 1e3
     stats = step_statistics(windows, batch)
+    cpu = [x for _, c in members for x in c.get("window_cpu_ms", [])]
     if len(members) > 1:
         per_repeat = [c["images_per_second"] for _, c in members]
         low, high, spread = min(per_repeat), max(per_repeat), f"range of {len(members)} repeats"
@@ -340,6 +350,7 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
         "images_per_second_high": float(high),
         "spread": spread,
         "fraction_of_reference": stats["gflops"] / reference_gflops,
+        "cpu_step_ms": float(np.median(cpu)) if cpu else None,
         "peak_rss_mb": max(c.get("peak_rss_mb") or 0.0 for _, c in members),
         "window_step_ms": [float(1e3 * s) for s in windows],
         "losses": case.get("losses"),
@@ -383,6 +394,13 @@ def ratio(value: float | None, overlapping: bool) -> str:
     return f"{value:.2f}x" + (" ~" if overlapping else "")
 
 
+def loop_label(r: dict[str, Any]) -> str:
+    """'project', or 'textbook (model.fit)': which loop a row timed."""
+    if r["loop"] != "textbook":
+        return r["loop"]
+    return f"textbook ({TEXTBOOKS[r['framework']]})" if r["framework"] in TEXTBOOKS else "textbook"
+
+
 def settings_label(r: dict[str, Any]) -> str:
     names = " = ".join(r.get("stands_for") or [r["settings"]])
     return names + (" *" if settings.TRAINING in (r.get("stands_for") or [r["settings"]]) else "")
@@ -392,6 +410,7 @@ def table_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
     """The table's columns and cells, shared by the terminal and the Markdown versions."""
     gpu = any("peak_gpu_mb" in r for r in bench["rows"])
     columns = ("framework", "settings", "loop", "batch", "kernels", "threads", "first step s", "images/s", "spread")
+    columns += ("CPU ms/step",)
     columns += ("of CPU BLAS", "of fastest", "vs textbook", "peak RSS MB") + (
         ("GPU MB", "of GPU matmul") if gpu else ()
     )
@@ -400,13 +419,14 @@ def table_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
         cells = [
             r["framework"],
             settings_label(r),
-            r["loop"],
+            loop_label(r),
             str(r["batch_size"]),
             r["kernels"],
             str(r["threads"]),
             f"{r['first_step_s']:.2f}",
             f"{r['images_per_second']:,.0f}",
             f"{r['images_per_second_low']:,.0f}-{r['images_per_second_high']:,.0f}",
+            f"{r['cpu_step_ms']:.1f}" if r.get("cpu_step_ms") is not None else "-",
             f"{100 * r['fraction_of_reference']:.0f}%",
             ratio(r.get("relative_to_fastest"), r.get("overlaps_fastest", False)),
             ratio(r.get("relative_to_textbook"), r.get("overlaps_textbook", False)),
@@ -443,6 +463,8 @@ def notes(bench: dict[str, Any]) -> list[str]:
         "images/s: median of every window (all repeats); spread: range of the repeats' medians, or the windows'"
         " IQR for one repeat; ~: its spread overlaps the one it is compared with, so this run does not tell them"
         " apart",
+        "CPU ms/step: CPU time of the worker per step, all its threads (median window): the work done, which a"
+        " busy machine stretches far less than wall time",
         f"of fastest: against the fastest project loop at that batch size; vs textbook: against the same"
         f" framework's textbook loop; *: the settings training runs use ({bench['training_settings']})",
         f"fastest settings: {fastest}",
