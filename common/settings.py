@@ -29,9 +29,10 @@ class Tuning:
 
 FASTEST: dict[str, Tuning] = {
     "pytorch": Tuning(
-        (),
-        "its defaults already call oneDNN for every convolution on x86 (torch.backends.mkldnn); no documented"
-        " switch measured faster (docs/performance.md, options measured)",
+        (("OMP_WAIT_POLICY", "PASSIVE"),),
+        "PyTorch's CPU builds run oneDNN under GNU OpenMP, whose idle threads spin for up to 300,000 turns"
+        " before they sleep (libgomp, GOMP_SPINCOUNT); on 2 cores shared with anything else the spinning thread"
+        " takes the core the working one needs (docs/performance.md, settings)",
     ),
     "tensorflow": Tuning(
         (("TF_ENABLE_ONEDNN_OPTS", "1"),),
