@@ -77,6 +77,7 @@ def make_parser() -> Parser:
         " --benchmark: a list, default defaults,fastest)",
     )
     p.add_argument("--textbook", action="store_true", help="--benchmark: also time each framework's textbook loop")
+    p.add_argument("--profile", action="store_true", help="--benchmark: where the step's time goes (each profiler)")
     p.add_argument("--repeat", type=int, help="--benchmark: run the whole sequence K times, alternating (default 1)")
     p.add_argument("--windows", type=int, help="--benchmark: timed windows per case (default 5)")
     p.add_argument("--window-steps", type=int, help="--benchmark: steps per window (default 20)")
@@ -120,7 +121,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_benchmark_arguments(args)
 
 
-BENCHMARK_ONLY = ("textbook", "repeat", "windows", "window_steps")
+BENCHMARK_ONLY = ("textbook", "profile", "repeat", "windows", "window_steps")
 
 
 def check_benchmark_arguments(args: argparse.Namespace) -> None:
@@ -215,6 +216,7 @@ def bench_config(args: argparse.Namespace, sizes: tuple[int, ...]) -> BenchConfi
         settings=settings_names(args) if args.benchmark else defaults.settings,
         loops=LOOPS if args.textbook else defaults.loops,
         repeats=args.repeat or defaults.repeats,
+        profile=args.profile,
     )
 
 

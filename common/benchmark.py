@@ -195,6 +195,19 @@ def os_threads() -> int:
         return 0
 
 
+PROFILE_TOP = 8
+
+
+def top_ops(totals: dict[str, tuple[float, int]], steps: int, top: int = PROFILE_TOP) -> list[dict[str, Any]]:
+    """A framework profiler's totals (seconds, calls per op) -> the `top` ops by time per step, with shares."""
+    overall = sum(seconds for seconds, _ in totals.values()) or 1.0
+    ranked = sorted(totals.items(), key=lambda item: -item[1][0])[:top]
+    return [
+        {"op": name, "ms_per_step": 1e3 * s / steps, "share": s / overall, "calls_per_step": n / steps}
+        for name, (s, n) in ranked
+    ]
+
+
 def load_average() -> float | None:
     """The 1-minute load average: how busy the machine was (our own worker included)."""
     try:
@@ -355,6 +368,8 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
         "window_step_ms": [float(1e3 * s) for s in windows],
         "losses": case.get("losses"),
     }
+    if case.get("profile"):  # --profile: the first repeat's
+        out["profile"] = case["profile"]
     for key in ("os_threads", "peak_gpu_mb", "device_matmul_gflops"):
         if case.get(key) is not None:
             out[key] = case[key]
@@ -525,12 +540,40 @@ def yes(met: bool, within_noise: bool = False) -> str:
     return ("yes" if met else "no") + (" (within noise)" if within_noise and not met else "")
 
 
+PROFILE_TITLE = (
+    "Where the time goes (--profile): this project's loop under each framework's own profiler for one window;"
+    " ms per step of each op (PyTorch: self time on the calling thread; TensorFlow: op self time; JAX: XLA"
+    " thunks, summed over its threads), share of all the profiled time"
+)
+
+
+def profile_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
+    lines = []
+    for r in bench["rows"]:
+        for op in r.get("profile") or []:
+            share = f"{100 * op['share']:.0f}%"
+            lines.append(
+                [
+                    r["framework"],
+                    settings_label(r),
+                    str(r["batch_size"]),
+                    op["op"][:90],
+                    f"{op['ms_per_step']:.2f}",
+                    share,
+                ]
+            )
+    return ("framework", "settings", "batch", "op", "ms/step", "share"), lines
+
+
 def table(bench: dict[str, Any]) -> str:
     """The terminal report compare.py prints after a benchmark."""
     parts = [headline(bench), "", text(*table_rows(bench)), "", *notes(bench)]
     goal_columns, goal_rows = goals(bench)
     if goal_rows:
         parts += ["", "Goals (training settings, this project's loop)", text(goal_columns, goal_rows)]
+    columns, lines = profile_rows(bench)
+    if lines:
+        parts += ["", PROFILE_TITLE, text(columns, lines)]
     return "\n".join(parts)
 
 
@@ -540,4 +583,7 @@ def markdown_report(bench: dict[str, Any]) -> str:
     goal_columns, goal_rows = goals(bench)
     if goal_rows:
         parts += ["Goals (training settings, this project's loop):", markdown(goal_columns, goal_rows)]
+    columns, lines = profile_rows(bench)
+    if lines:
+        parts += [PROFILE_TITLE + ":", markdown(columns, lines)]
     return "\n\n".join(parts)

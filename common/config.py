@@ -73,6 +73,7 @@ class BenchConfig:
     settings: tuple[str, ...] = ("defaults", "fastest")
     loops: tuple[str, ...] = ("project",)  # "textbook": each framework's tutorial loop as the bar
     repeats: int = 1
+    profile: bool = False  # also run window_steps steps of this project's loop under the framework's profiler
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,30 @@ def test_vector_extensions_from_cpu_flags() -> None:
     assert environment.vector_extensions(set()) == []
 
 
+def test_top_ops_ranks_by_time_per_step() -> None:
+    ops = benchmark.top_ops({"conv": (3.0, 20), "relu": (1.0, 40), "add": (0.5, 10)}, steps=10, top=2)
+    assert [op["op"] for op in ops] == ["conv", "relu"]
+    assert ops[0] == {"op": "conv", "ms_per_step": 300.0, "share": 3.0 / 4.5, "calls_per_step": 2.0}
+
+
+@pytest.mark.jax
+def test_jax_profile_names_fusions_by_what_they_compute() -> None:
+    from frameworks.jax.bench import fusion_names
+
+    hlo = (
+        "HloModule jit_train_step\n%fused_computation (p: f32[2]) -> f32[2] {\n  ROOT %c = convolution(%p)\n}\n\n"
+        "%fused_computation.1 (p: f32[2]) -> f32[2] {\n  ROOT %m = maximum(%p, %p)\n}\n\n"
+        "ENTRY %main {\n"
+        "  %ynn_fusion = f32[24,5,5,32]{3,2,1,0} fusion(%a), kind=kCustom, calls=%fused_computation\n"
+        "  %max_fusion = f32[8]{0} fusion(%b), kind=kLoop, calls=%fused_computation.1, "
+        'metadata={op_name="jit(train_step)/jvp()/max"}\n}\n'
+    )
+    assert fusion_names(hlo) == {
+        "ynn_fusion": "convolution -> f32[24,5,5,32]",
+        "max_fusion": "elementwise -> f32[8], jvp()/max",
+    }
+
+
 # --- Statistics over cases and repeats, on made-up numbers ------------------------------------
 
 
@@ -227,7 +251,17 @@ def test_benchmark_report_from_results_json(tmp_path: Path) -> None:
 @pytest.mark.jax
 def test_benchmark_cases_settings_and_textbook_loops(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    args = ("--benchmark", "--textbook", "--batch-size", "50,100", "--train-limit", "1000", "--threads", "1")
+    args = (
+        "--benchmark",
+        "--textbook",
+        "--profile",
+        "--batch-size",
+        "50,100",
+        "--train-limit",
+        "1000",
+        "--threads",
+        "1",
+    )
     proc = run_compare(*args, "--windows", "2", "--window-steps", "5", "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "images/s" in proc.stdout and "Goals" in proc.stdout
@@ -256,6 +290,8 @@ def test_benchmark_cases_settings_and_textbook_loops(tmp_path: Path) -> None:
         assert r["threads"] == 1 and r["kernels"] != "unknown", name  # what the framework reports, after --threads 1
         assert len(r["window_step_ms"]) == 2, name
         assert r["losses"][-1] < r["losses"][0], f"{name} did not learn: {r['losses']}"
+        if r["loop"] == "project":  # --profile: each framework's own profiler named the ops it timed
+            assert r["profile"] and all(op["ms_per_step"] > 0 and op["op"] for op in r["profile"]), name
     kernels = load_results(out)["environment"]["frameworks"]["tensorflow"]["kernels"]
     assert kernels["fastest"]["onednn"] is True and kernels["fastest"]["env"] == {"TF_ENABLE_ONEDNN_OPTS": "1"}
     # TensorFlow's own rule for its default (tensorflow/core/util/port.cc, Linux x86)

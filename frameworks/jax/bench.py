@@ -7,6 +7,10 @@ last loss waits for every step dispatched before it.
 
 from __future__ import annotations
 
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -37,12 +41,59 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
     # XLA's CPU backend sizes its thread pool to the cores it may run on.
     result.update(threads=usable_cores(), os_threads=bm.os_threads())
+    if cfg.bench.profile:
+        # The compiled step's HLO (a cache hit) names what each fusion in the trace computes.
+        hlo = mnist.train_step.lower(model, optimizer, x, y, jnp.asarray(next(batches))).compile().as_text()
+        result["profile"] = profile_ops(run_steps, cfg.bench.window_steps, hlo)
     if gpu:
         stats = jax.devices()[0].memory_stats() or {}
         if "peak_bytes_in_use" in stats:
             result["peak_gpu_mb"] = stats["peak_bytes_in_use"] / 2**20
         result["device_matmul_gflops"] = gpu_matmul_gflops(m.dtype)
     return result
+
+
+def profile_ops(run_steps: Callable[[int], float], steps: int, hlo: str = "") -> list[dict[str, Any]]:
+    """Time of each compiled operation (XLA thunk) over `steps` steps, from jax.profiler's trace.
+
+    A thunk runs on one of XLA's threads, so the times add up across threads; each fusion is
+    named by the operation its HLO metadata records (e.g. transpose(jvp())/conv_general_dilated:
+    a convolution of the backward pass).
+    """
+    with tempfile.TemporaryDirectory() as logdir:
+        with jax.profiler.trace(logdir):
+            run_steps(steps)
+        data = jax.profiler.ProfileData.from_file(str(next(Path(logdir).rglob("*.xplane.pb"))))
+    names = fusion_names(hlo)
+    totals: dict[str, tuple[float, int]] = {}
+    for plane in data.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_XLA"):  # XLA's CPU threads, not Python's
+                continue
+            for event in line.events:
+                if event.name.startswith("ThunkExecutor"):  # the wrapper around the thunks
+                    continue
+                name = f"{event.name} ({names[event.name]})" if event.name in names else event.name
+                seconds, count = totals.get(name, (0.0, 0))
+                totals[name] = (seconds + event.duration_ns / 1e9, count + 1)
+    return bm.top_ops(totals, steps)
+
+
+def fusion_names(hlo: str) -> dict[str, str]:
+    """'ynn_fusion.4' -> 'convolution -> f32[100,14,2,14,2,24], jvp()/reduce_sum': what a fusion computes."""
+    bodies = {}  # each computation's text, by name (the first one follows the module header)
+    for block in hlo.split("\n\n"):
+        head = re.search(r"^%?([\w.\-]+) \(", block, re.MULTILINE)
+        if head:
+            bodies[head.group(1)] = block
+    names = {}
+    for name, shape, called, rest in re.findall(
+        r"%([\w.\-]+) = (\S+) fusion\([^)]*\), [^\n]*?calls=%([\w.\-]+)(.*)", hlo
+    ):
+        what = "convolution" if "convolution(" in bodies.get(called, "") else "elementwise"
+        origin = re.search(r'op_name="jit\(train_step\)/([^"]+)"', rest)
+        names[name] = f"{what} -> {shape.split('{')[0]}" + (f", {origin.group(1)}" if origin else "")
+    return names
 
 
 def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:
