@@ -33,7 +33,8 @@ INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
 # before absl is initialised, nor grappler's "Not handling type DT_DOUBLE" in float64 runs.
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"
+    rb"|USDT:[\d-]+ [\d:]+ \d+:\d+ \w+\.cpp:\d+\] profiler_(start|stop))$"  # torch.profiler, --profile
 )
 
 

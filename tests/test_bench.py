@@ -264,7 +264,8 @@ def test_benchmark_cases_settings_and_textbook_loops(tmp_path: Path) -> None:
     )
     proc = run_compare(*args, "--windows", "2", "--window-steps", "5", "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "images/s" in proc.stdout and "Goals" in proc.stdout
+    assert "images/s" in proc.stdout and "Goals" in proc.stdout and "Where the time goes" in proc.stdout
+    assert "USDT" not in proc.stderr  # torch.profiler's start/stop lines stay in the worker's log
     for name in ("bench.json", "results.json", "report.md", "bench.png"):
         assert (out / name).is_file(), name
     bench = json.loads((out / "bench.json").read_text())
