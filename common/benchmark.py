@@ -422,37 +422,38 @@ def settings_label(r: dict[str, Any]) -> str:
 
 
 def table_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
-    """The table's columns and cells, shared by the terminal and the Markdown versions."""
-    gpu = any("peak_gpu_mb" in r for r in bench["rows"])
-    columns = ("framework", "settings", "loop", "batch", "kernels", "threads", "first step s", "images/s", "spread")
-    columns += ("CPU ms/step",)
-    columns += ("of CPU BLAS", "of fastest", "vs textbook", "peak RSS MB") + (
-        ("GPU MB", "of GPU matmul") if gpu else ()
-    )
-    lines = []
-    for r in bench["rows"]:
-        cells = [
-            r["framework"],
-            settings_label(r),
-            loop_label(r),
-            str(r["batch_size"]),
-            r["kernels"],
-            str(r["threads"]),
-            f"{r['first_step_s']:.2f}",
-            f"{r['images_per_second']:,.0f}",
-            f"{r['images_per_second_low']:,.0f}-{r['images_per_second_high']:,.0f}",
-            f"{r['cpu_step_ms']:.1f}" if r.get("cpu_step_ms") is not None else "-",
-            f"{100 * r['fraction_of_reference']:.0f}%",
-            ratio(r.get("relative_to_fastest"), r.get("overlaps_fastest", False)),
-            ratio(r.get("relative_to_textbook"), r.get("overlaps_textbook", False)),
-            f"{r['peak_rss_mb']:,.0f}" if r.get("peak_rss_mb") else "-",
-        ]
-        if gpu:
-            cells += [
-                f"{r['peak_gpu_mb']:,.0f}" if "peak_gpu_mb" in r else "-",
-                f"{100 * r['fraction_of_device_matmul']:.1f}%" if "fraction_of_device_matmul" in r else "-",
-            ]
-        lines.append(cells)
+    """The table's columns and cells, shared by the terminal and the Markdown versions.
+
+    Columns that would be empty in every row (textbook comparison, GPU memory) are left out.
+    """
+    rows = bench["rows"]
+    cells: dict[str, Callable[[dict[str, Any]], str]] = {
+        "framework": lambda r: r["framework"],
+        "settings": settings_label,
+        "loop": loop_label,
+        "batch": lambda r: str(r["batch_size"]),
+        "kernels": lambda r: r["kernels"],
+        "threads": lambda r: str(r["threads"]),
+        "first step s": lambda r: f"{r['first_step_s']:.2f}",
+        "images/s": lambda r: f"{r['images_per_second']:,.0f}",
+        "spread": lambda r: f"{r['images_per_second_low']:,.0f}-{r['images_per_second_high']:,.0f}",
+        "CPU ms/step": lambda r: f"{r['cpu_step_ms']:.1f}" if r.get("cpu_step_ms") is not None else "-",
+        "of CPU BLAS": lambda r: f"{100 * r['fraction_of_reference']:.0f}%",
+        "of fastest": lambda r: ratio(r.get("relative_to_fastest"), r.get("overlaps_fastest", False)),
+        "vs textbook": lambda r: ratio(r.get("relative_to_textbook"), r.get("overlaps_textbook", False)),
+        "peak RSS MB": lambda r: f"{r['peak_rss_mb']:,.0f}" if r.get("peak_rss_mb") else "-",
+        "GPU MB": lambda r: f"{r['peak_gpu_mb']:,.0f}" if "peak_gpu_mb" in r else "-",
+        "of GPU matmul": lambda r: (
+            f"{100 * r['fraction_of_device_matmul']:.1f}%" if "fraction_of_device_matmul" in r else "-"
+        ),
+    }
+    shown = {
+        "vs textbook": any("relative_to_textbook" in r for r in rows),
+        "GPU MB": any("peak_gpu_mb" in r for r in rows),
+        "of GPU matmul": any("fraction_of_device_matmul" in r for r in rows),
+    }
+    columns = tuple(c for c in cells if shown.get(c, True))
+    lines = [[cells[c](r) for c in columns] for r in rows]
     for f in bench.get("failed", []):
         lines.append([f["framework"], f.get("settings") or "-", f"{f['status']}: {f.get('error', '')}"])
     return columns, lines
