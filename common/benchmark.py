@@ -542,7 +542,7 @@ def yes(met: bool, within_noise: bool = False) -> str:
 
 
 PROFILE_TITLE = (
-    "Where the time goes (--profile): this project's loop under each framework's own profiler for one window;"
+    "Where the time goes (--profile): each loop under its framework's own profiler for one more window;"
     " ms per step of each op (PyTorch: self time on the calling thread; TensorFlow: op self time; JAX: XLA"
     " thunks, summed over its threads), share of all the profiled time"
 )
@@ -551,19 +551,10 @@ PROFILE_TITLE = (
 def profile_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
     lines = []
     for r in bench["rows"]:
+        head = [r["framework"], settings_label(r), loop_label(r), str(r["batch_size"])]
         for op in r.get("profile") or []:
-            share = f"{100 * op['share']:.0f}%"
-            lines.append(
-                [
-                    r["framework"],
-                    settings_label(r),
-                    str(r["batch_size"]),
-                    op["op"][:90],
-                    f"{op['ms_per_step']:.2f}",
-                    share,
-                ]
-            )
-    return ("framework", "settings", "batch", "op", "ms/step", "share"), lines
+            lines.append([*head, op["op"][:90], f"{op['ms_per_step']:.2f}", f"{100 * op['share']:.0f}%"])
+    return ("framework", "settings", "loop", "batch", "op", "ms/step", "share"), lines
 
 
 def table(bench: dict[str, Any]) -> str:

@@ -91,7 +91,7 @@ def fusion_names(hlo: str) -> dict[str, str]:
         r"%([\w.\-]+) = (\S+) fusion\([^)]*\), [^\n]*?calls=%([\w.\-]+)(.*)", hlo
     ):
         what = "convolution" if "convolution(" in bodies.get(called, "") else "elementwise"
-        origin = re.search(r'op_name="jit\(train_step\)/([^"]+)"', rest)
+        origin = re.search(r'op_name="jit\(\w+\)/([^"]+)"', rest)
         names[name] = f"{what} -> {shape.split('{')[0]}" + (f", {origin.group(1)}" if origin else "")
     return names
 

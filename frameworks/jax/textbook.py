@@ -23,7 +23,7 @@ from flax import nnx
 from common import benchmark as bm
 from common.config import RunConfig
 from common.data import Mnist
-from frameworks.jax import mnist
+from frameworks.jax import bench, mnist
 
 
 class TutorialNet(mnist.Net):
@@ -79,4 +79,8 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
         metrics.reset()
         return loss
 
-    return {**bm.time_steps(run_steps, cfg.bench, m.batch_size), "os_threads": bm.os_threads()}
+    result = {**bm.time_steps(run_steps, cfg.bench, m.batch_size), "os_threads": bm.os_threads()}
+    if cfg.bench.profile:
+        hlo = train_step.lower(model, optimizer, metrics, next(batches)).compile().as_text()
+        result["profile"] = bench.profile_ops(run_steps, cfg.bench.window_steps, hlo)
+    return result

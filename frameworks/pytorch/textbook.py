@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from common import benchmark as bm
 from common.config import RunConfig
 from common.data import Mnist
-from frameworks.pytorch import mnist
+from frameworks.pytorch import bench, mnist
 from frameworks.pytorch.runtime import torch_device
 
 LOG_INTERVAL = 10  # the example's --log-interval default: it prints loss.item() every 10 batches
@@ -52,7 +52,10 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
                 loss.item()  # where the example prints the loss: a host read
         return loss.item()
 
-    return {**bm.time_steps(run_steps, cfg.bench, m.batch_size), "os_threads": bm.os_threads()}
+    result = {**bm.time_steps(run_steps, cfg.bench, m.batch_size), "os_threads": bm.os_threads()}
+    if cfg.bench.profile:
+        result["profile"] = bench.profile_ops(run_steps, cfg.bench.window_steps)
+    return result
 
 
 def epochs(loader: DataLoader) -> Iterator[tuple[int, tuple[torch.Tensor, torch.Tensor]]]:

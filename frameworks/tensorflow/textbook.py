@@ -19,7 +19,7 @@ import tensorflow as tf
 from common import benchmark as bm
 from common.config import RunConfig
 from common.data import Mnist
-from frameworks.tensorflow import mnist
+from frameworks.tensorflow import bench, mnist
 
 
 class Laps(tf.keras.callbacks.Callback):
@@ -56,4 +56,13 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     watch.start()
     x = data.train_images[..., None]  # NHWC: the channel axis comes last
     model.fit(x, data.train_labels, batch_size=m.batch_size, epochs=epochs, verbose=0, callbacks=[Laps(watch)])
-    return {**watch.result(), "os_threads": bm.os_threads()}
+    result = {**watch.result(), "os_threads": bm.os_threads()}
+    if cfg.bench.profile:
+
+        def run_steps(n: int) -> float:  # one more fit, of n steps, under the profiler
+            size = n * m.batch_size
+            history = model.fit(x[:size], data.train_labels[:size], batch_size=m.batch_size, verbose=0)
+            return history.history["loss"][-1]
+
+        result["profile"] = bench.profile_ops(run_steps, cfg.bench.window_steps)
+    return result
