@@ -38,7 +38,8 @@ def kernels() -> dict[str, Any]:
 
     XLA decides per operation when it compiles, so ask the compiler: compile conv2 and its two
     gradients at the model's shapes and read which fusion each convolution landed in
-    (`__ynn_fusion`: YNNPACK; `__onednn_...`: oneDNN; a plain fusion: XLA's own emitter).
+    (`__ynn_fusion`: YNNPACK; `__onednn_...`: oneDNN; unfused: XLA's convolution thunk, which
+    calls Eigen).
     """
     x = jnp.zeros((8, 14, 14, 24), jnp.float32)
     w = jnp.zeros((5, 5, 24, 32), jnp.float32)
@@ -52,8 +53,8 @@ def kernels() -> dict[str, Any]:
         places = sorted(set(conv_fusions(hlo)))
     except Exception:  # the record is a label: never fail a run over it
         places = []
-    names = {"__ynn_fusion": "YNNPACK", "__xnn_fusion": "XNNPACK"}
-    library = "+".join(names.get(p, "oneDNN" if "onednn" in p else "XLA emitter") for p in places) or "unknown"
+    names = {"__ynn_fusion": "YNNPACK", "__xnn_fusion": "XNNPACK", "unfused": "Eigen"}  # unfused: XLA's Eigen conv
+    library = "+".join(names.get(p, "oneDNN" if "onednn" in p else f"XLA {p}") for p in places) or "unknown"
     return {
         "library": f"XLA:CPU, {library}" if jax.default_backend() == "cpu" else f"XLA:{jax.default_backend()}",
         "conv_fusions": places,
