@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common import benchmark, environment, launch, plots, report, settings
+from common import benchmark, environment, hlo, launch, plots, report, settings
 from common.config import FRAMEWORKS, BenchConfig, RunConfig
 from common.flops import train_flops_per_image
 from tests.conftest import load_results, run_compare
@@ -130,19 +130,22 @@ def test_top_ops_ranks_by_time_per_step() -> None:
     assert ops[0] == {"op": "conv", "ms_per_step": 300.0, "share": 3.0 / 4.5, "calls_per_step": 2.0}
 
 
-@pytest.mark.jax
-def test_jax_profile_names_fusions_by_what_they_compute() -> None:
-    from frameworks.jax.bench import fusion_names
+HLO = (
+    "HloModule jit_train_step\n%fused_computation (p: f32[2]) -> f32[2] {\n  ROOT %c = convolution(%p)\n}\n\n"
+    "%fused_computation.1 (p: f32[2]) -> f32[2] {\n  ROOT %m = maximum(%p, %p)\n}\n\n"
+    "ENTRY %main (a: f32[2]) -> f32[2] {\n"
+    "  %ynn_fusion = f32[24,5,5,32]{3,2,1,0} fusion(%a), kind=kCustom, calls=%fused_computation, "
+    'backend_config={"fusion_config":{"kind":"__ynn_fusion"}}\n'
+    "  %max_fusion = f32[8]{0} fusion(%b), kind=kLoop, calls=%fused_computation.1, "
+    'metadata={op_name="jit(train_step)/jvp()/max"}\n'
+    "  ROOT %c2 = f32[2]{0} convolution(%a, %a)\n}\n"
+)
 
-    hlo = (
-        "HloModule jit_train_step\n%fused_computation (p: f32[2]) -> f32[2] {\n  ROOT %c = convolution(%p)\n}\n\n"
-        "%fused_computation.1 (p: f32[2]) -> f32[2] {\n  ROOT %m = maximum(%p, %p)\n}\n\n"
-        "ENTRY %main {\n"
-        "  %ynn_fusion = f32[24,5,5,32]{3,2,1,0} fusion(%a), kind=kCustom, calls=%fused_computation\n"
-        "  %max_fusion = f32[8]{0} fusion(%b), kind=kLoop, calls=%fused_computation.1, "
-        'metadata={op_name="jit(train_step)/jvp()/max"}\n}\n'
-    )
-    assert fusion_names(hlo) == {
+
+def test_hlo_names_kernels_and_fusions() -> None:
+    assert sorted(hlo.conv_fusions(HLO)) == ["__ynn_fusion", "unfused"]  # one in YNNPACK, one in ENTRY itself
+    assert hlo.library(hlo.conv_fusions(HLO)) == "Eigen+YNNPACK"
+    assert hlo.fusion_names(HLO) == {
         "ynn_fusion": "convolution -> f32[24,5,5,32]",
         "max_fusion": "elementwise -> f32[8], jvp()/max",
     }

@@ -7,7 +7,6 @@ last loss waits for every step dispatched before it.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from common import benchmark as bm
+from common import hlo as hlo_text
 from common.config import RunConfig
 from common.data import Mnist
 from common.environment import usable_cores
@@ -64,7 +64,7 @@ def profile_ops(run_steps: Callable[[int], float], steps: int, hlo: str = "") ->
         with jax.profiler.trace(logdir):
             run_steps(steps)
         data = jax.profiler.ProfileData.from_file(str(next(Path(logdir).rglob("*.xplane.pb"))))
-    names = fusion_names(hlo)
+    names = hlo_text.fusion_names(hlo)
     totals: dict[str, tuple[float, int]] = {}
     for plane in data.planes:
         for line in plane.lines:
@@ -77,23 +77,6 @@ def profile_ops(run_steps: Callable[[int], float], steps: int, hlo: str = "") ->
                 seconds, count = totals.get(name, (0.0, 0))
                 totals[name] = (seconds + event.duration_ns / 1e9, count + 1)
     return bm.top_ops(totals, steps)
-
-
-def fusion_names(hlo: str) -> dict[str, str]:
-    """'ynn_fusion.4' -> 'convolution -> f32[100,14,2,14,2,24], jvp()/reduce_sum': what a fusion computes."""
-    bodies = {}  # each computation's text, by name (the first one follows the module header)
-    for block in hlo.split("\n\n"):
-        head = re.search(r"^%?([\w.\-]+) \(", block, re.MULTILINE)
-        if head:
-            bodies[head.group(1)] = block
-    names = {}
-    for name, shape, called, rest in re.findall(
-        r"%([\w.\-]+) = (\S+) fusion\([^)]*\), [^\n]*?calls=%([\w.\-]+)(.*)", hlo
-    ):
-        what = "convolution" if "convolution(" in bodies.get(called, "") else "elementwise"
-        origin = re.search(r'op_name="jit\(\w+\)/([^"]+)"', rest)
-        names[name] = f"{what} -> {shape.split('{')[0]}" + (f", {origin.group(1)}" if origin else "")
-    return names
 
 
 def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from common import hlo as hlo_text
 from common.config import RunConfig
 from common.errors import UserError
 
@@ -50,31 +50,17 @@ def kernels() -> dict[str, Any]:
 
     try:
         hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(w, x).compile().as_text()
-        places = sorted(set(conv_fusions(hlo)))
+        places = sorted(set(hlo_text.conv_fusions(hlo)))
     except Exception:  # the record is a label: never fail a run over it
         places = []
-    names = {"__ynn_fusion": "YNNPACK", "__xnn_fusion": "XNNPACK", "unfused": "Eigen"}  # unfused: XLA's Eigen conv
-    library = "+".join(names.get(p, "oneDNN" if "onednn" in p else f"XLA {p}") for p in places) or "unknown"
+    cpu = jax.default_backend() == "cpu"
     return {
-        "library": f"XLA:CPU, {library}" if jax.default_backend() == "cpu" else f"XLA:{jax.default_backend()}",
+        "library": f"XLA:CPU, {hlo_text.library(places)}" if cpu else f"XLA:{jax.default_backend()}",
         "conv_fusions": places,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         # XLA sizes its CPU thread pool to the cores this process may run on (configure()).
         "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
     }
-
-
-def conv_fusions(hlo: str) -> list[str]:
-    """The kind of fusion (backend_config "kind", else the HLO fusion kind) around each convolution."""
-    kinds = {}
-    for match in re.finditer(r"kind=(k\w+), calls=%([\w.\-]+)([^\n]*)", hlo):
-        config = re.search(r'"kind":"(\w+)"', match.group(3))
-        kinds[match.group(2)] = config.group(1) if config else match.group(1)
-    found = []
-    for block in hlo.split("\n\n"):
-        name = block.strip().split(" ", 1)[0].lstrip("%")
-        found += [kinds.get(name, "unfused")] * len(re.findall(r"\bconvolution\(", block))
-    return found
 
 
 def versions() -> dict[str, str]:
