@@ -94,7 +94,8 @@ def config_fields(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         axes += [("repeats", b.get("repeats"))]
         return [*training[1:], *axes, *numerics, *timing, *where]
     limit = m["train_limit"] if m.get("train_limit") is not None else "all"
-    return [("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *where]
+    ran_with = [("settings", cfg.get("settings"))]  # common.settings: "fastest" unless --settings defaults
+    return [("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *ran_with, *where]
 
 
 BENCH_AXES = (("batch sizes", "batch_sizes"), ("settings", "settings"), ("loops", "loops"))
