@@ -1,7 +1,7 @@
 """Each framework's run settings: its own defaults, or the fastest documented settings measured here.
 
 The settings that matter are environment variables a framework reads once, when it starts
-(TensorFlow's oneDNN switch, OpenMP's wait policy, XLA's flags), so the launcher sets them in the worker's
+(TensorFlow's oneDNN switch, XLA's flags, OpenMP's wait policy), so the launcher sets them in the worker's
 environment (common.launch.worker_env) and nothing else does. This table is the one place
 that says what "fastest" means for each framework, and why; docs/performance.md has the
 measurements. A worker records what it ran with and what its framework reported at run time
@@ -29,11 +29,11 @@ class Tuning:
 
 FASTEST: dict[str, Tuning] = {
     "pytorch": Tuning(
-        (("OMP_WAIT_POLICY", "PASSIVE"),),
-        "PyTorch's CPU builds run oneDNN under GNU OpenMP, whose idle threads spin for up to 300,000 turns"
-        " before they sleep (libgomp, GOMP_SPINCOUNT); on 2 cores shared with anything else the spinning thread"
-        " takes the core the working one needs: 219 -> 81 CPU ms per step at batch 100 with the cores shared"
-        " (docs/performance.md, settings)",
+        (),
+        "its defaults already run every convolution through oneDNN (torch.backends.mkldnn) in channels_last;"
+        " OMP_WAIT_POLICY=PASSIVE (OpenMP threads sleep instead of spinning) cut the CPU per step 2.7x with the"
+        " cores shared, but on a quiet machine it was slower (2,067 against 2,567 images/s at batch 100):"
+        " an option for a busy machine, not the fastest setting (docs/performance.md, settings)",
     ),
     "tensorflow": Tuning(
         (("TF_ENABLE_ONEDNN_OPTS", "1"),),
