@@ -225,16 +225,18 @@ def worker_settings(framework: str, names: tuple[str, ...]) -> list[tuple[str, t
     Where a framework's "fastest" is its defaults (nothing measured faster), one worker
     stands for both: ('defaults', ('defaults', 'fastest')).
     """
-    groups: dict[tuple, list[str]] = {}
-    for name in names:
-        groups.setdefault(tuple(sorted(settings.env_changes(framework, name).items(), key=str)), []).append(name)
-    if len(groups) > 1 and not settings.FASTEST[framework].env:
-        groups = {(): list(names)}
-    return [(group[0], tuple(group)) for group in groups.values()]
+    if not settings.FASTEST[framework].env:
+        return [(names[0], names)]
+    return [(name, (name,)) for name in names]
 
 
 def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every worker of the benchmark, `repeats` times; returns the runs and the reference rate."""
+    """Every worker of the benchmark, `repeats` times; returns the runs and the reference rate.
+
+    A worker is one process: one framework with one settings, running every batch size and loop
+    of its job (frameworks/worker.py). An axis that needs its own process (another environment,
+    a device count) is one more level of the `workers` list and one more field of the job.
+    """
     order = [f for f in cfg.frameworks if not launch.missing_modules(f)]
     runs = [not_run(f, "skipped", not_installed(f)) for f in cfg.frameworks if f not in order]
     workers = [
