@@ -62,7 +62,7 @@ class BenchConfig:
     """Steady-state timing: `windows` windows of `window_steps` steps after `warmup_steps`.
 
     The tuples are the benchmark's axes: every combination of framework, settings, loop and
-    batch size is one case (common.benchmark.cases), and the whole sequence runs `repeats`
+    batch size is one case (common.benchmark.run), and the whole sequence runs `repeats`
     times in alternating framework order, so that a busy machine shows up as spread.
     """
 
@@ -73,7 +73,7 @@ class BenchConfig:
     settings: tuple[str, ...] = ("defaults", "fastest")
     loops: tuple[str, ...] = ("project",)  # "textbook": each framework's tutorial loop as the bar
     repeats: int = 1
-    profile: bool = False  # also run window_steps steps of this project's loop under the framework's profiler
+    profile: bool = False  # one more window of each loop under the framework's own profiler
 
 
 @dataclass(frozen=True)
