@@ -4,6 +4,7 @@
     python compare.py --task plane              # the five-point plane fit
     python compare.py --task mnist --benchmark  # steady-state speed instead of accuracy
     python compare.py --task mnist --seeds 0-4  # once per seed: means, intervals, equivalence
+    python compare.py --benchmark --textbook --batch-size 32,100,1000 --repeat 3  # against the tutorials' loops
     python compare.py --report runs/mnist-...   # re-render report.md and curves.png
 
 Exit codes: 0 every requested framework ran, no check failed and, where two or more were
@@ -21,9 +22,22 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from common import benchmark, cluster, environment, launch, parity, report, results, seedreport, seeds, table
+from common import (
+    benchmark,
+    cluster,
+    environment,
+    launch,
+    parity,
+    report,
+    results,
+    seedreport,
+    seeds,
+    settings,
+    table,
+)
 from common.config import (
     FRAMEWORKS,
+    LOOPS,
     TASKS,
     BenchConfig,
     Margins,
@@ -87,7 +101,11 @@ def make_parser() -> Parser:
     p.add_argument("--steps", type=int, help="plane: gradient-descent iterations (default 5000)")
     p.add_argument("--dataset", choices=DATASETS, default="mnist", help="mnist: the CNN's data (default mnist)")
     p.add_argument("--epochs", type=int, help="mnist: epochs (default 2)")
-    p.add_argument("--batch-size", type=int, help="mnist: training batch size (default 100)")
+    p.add_argument(
+        "--batch-size",
+        metavar="N",
+        help="mnist: training batch size (default 100); --benchmark: a list, e.g. 32,100,1000",
+    )
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="mnist: SGD with momentum 0.9, or Adam")
     p.add_argument("--train-limit", type=int, help="mnist: use the first N examples of the shuffled training set")
     p.add_argument("--dtype", choices=("float32", "float64"), help="mnist: default float32")
@@ -96,6 +114,18 @@ def make_parser() -> Parser:
     )
     p.add_argument("--eval-params", metavar="FILE", help="mnist: score this canonical .npz in every framework")
     p.add_argument("--benchmark", action="store_true", help="mnist: time training steps instead of training")
+    # Benchmark axes and protocol (common.benchmark, common.settings).
+    p.add_argument(
+        "--settings",
+        metavar="NAME",
+        help="each framework's 'defaults' or its 'fastest' measured settings (training default: fastest;"
+        " --benchmark: a list, default defaults,fastest)",
+    )
+    p.add_argument("--textbook", action="store_true", help="--benchmark: also time each framework's textbook loop")
+    p.add_argument("--profile", action="store_true", help="--benchmark: where the step's time goes (each profiler)")
+    p.add_argument("--repeat", type=int, help="--benchmark: run the whole sequence K times, alternating (default 1)")
+    p.add_argument("--windows", type=int, help="--benchmark: timed windows per case (default 5)")
+    p.add_argument("--window-steps", type=int, help="--benchmark: steps per window (default 20)")
     p.add_argument("--report", metavar="DIR", help="re-render report.md and curves.png from DIR/results.json")
     add_parallel_arguments(p)
     return p
@@ -189,7 +219,8 @@ def parse_frameworks(text: str) -> tuple[str, ...]:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse what cannot run, before anything is read, fetched or created."""
-    for name in ("lr", "steps", "epochs", "batch_size", "train_limit", "timeout", "margin_accuracy", "margin_loss"):
+    positive_numbers = ("lr", "steps", "epochs", "train_limit", "timeout", "margin_accuracy", "margin_loss")
+    for name in (*positive_numbers, "repeat", "windows", "window_steps"):
         number("--" + name.replace("_", "-"), getattr(args, name))
     if args.threads < 0:
         raise UserError(f"--threads must be 0 (all cores) or positive, got {args.threads}")
@@ -200,16 +231,56 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.benchmark and args.eval_params:
         raise UserError("--benchmark times training and --eval-params scores a checkpoint: choose one")
     check_parallel(args)
+    check_benchmark_arguments(args)
+
+
+BENCHMARK_ONLY = ("textbook", "profile", "repeat", "windows", "window_steps")
+
+
+def check_benchmark_arguments(args: argparse.Namespace) -> None:
+    """Lists (batch sizes, settings) and the timing options belong to --benchmark; the rest takes one value."""
+    for name in BENCHMARK_ONLY:
+        if getattr(args, name) not in (None, False) and not args.benchmark:
+            raise UserError(f"--{name.replace('_', '-')} applies to --benchmark only")
+    for flag, values in (("--batch-size", batch_sizes(args)), ("--settings", settings_names(args))):
+        if len(values) > 1 and not args.benchmark:
+            given = ",".join(map(str, values))
+            raise UserError(f"{flag} takes one value without --benchmark (lists are for --benchmark), got {given}")
+
+
+def batch_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """--batch-size 100 or, for --benchmark, 32,100,1000: whole positive numbers, repeats dropped."""
+    if args.batch_size is None:
+        return (MnistConfig().batch_size,)
+    try:
+        values = tuple(int(v) for v in args.batch_size.split(","))
+    except ValueError:
+        raise UserError(
+            f"--batch-size must be a whole number or a comma-separated list of them, got {args.batch_size!r}"
+        ) from None
+    for value in values:
+        number("--batch-size", value)
+    return tuple(dict.fromkeys(values))
+
+
+def settings_names(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.settings is None:
+        return BenchConfig().settings if args.benchmark else (settings.TRAINING,)
+    try:
+        return settings.parse(args.settings)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     """Validate the arguments once and freeze them; nothing downstream sees argparse."""
     check_arguments(args)
     defaults = MnistConfig()
+    sizes = batch_sizes(args)
     mnist = MnistConfig(
         dataset=args.dataset,
         epochs=args.epochs or defaults.epochs,
-        batch_size=args.batch_size or defaults.batch_size,
+        batch_size=sizes[0],
         lr=args.lr or (0.001 if args.optimizer == "adam" else defaults.lr),
         optimizer=args.optimizer,
         train_limit=args.train_limit,
@@ -220,8 +291,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if mnist.eval_params:
         load_canonical(mnist.eval_params)  # refuse a bad checkpoint here, once, with exit 2
     n_train = min(args.train_limit or N_TRAIN, N_TRAIN)
-    if mnist.batch_size > n_train:
-        raise UserError(f"--batch-size {mnist.batch_size} is larger than the training set ({n_train} examples)")
+    for size in sizes:
+        if size > n_train:
+            raise UserError(f"--batch-size {size} is larger than the training set ({n_train} examples)")
     check_batch_split(mnist.batch_size, args.devices)
     plane_defaults = PlaneConfig()
     plane = PlaneConfig(lr=args.lr or plane_defaults.lr, steps=args.steps or plane_defaults.steps)
@@ -249,13 +321,29 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         timeout=args.timeout,
         quiet=args.quiet,
         benchmark=args.benchmark,
+        settings=settings_names(args)[0],
         plane=plane,
         mnist=mnist,
-        bench=BenchConfig(),
+        bench=bench_config(args, sizes),
         parallel=ParallelConfig(devices=args.devices, processes=args.processes),
     )
     seeds.check(cfg)
     return cfg
+
+
+def bench_config(args: argparse.Namespace, sizes: tuple[int, ...]) -> BenchConfig:
+    """The benchmark's axes (batch sizes, settings, loops) and protocol, from the options given."""
+    defaults = BenchConfig()
+    return BenchConfig(
+        warmup_steps=defaults.warmup_steps,
+        window_steps=args.window_steps or defaults.window_steps,
+        windows=args.windows or defaults.windows,
+        batch_sizes=sizes,
+        settings=settings_names(args) if args.benchmark else defaults.settings,
+        loops=LOOPS if args.textbook else defaults.loops,
+        repeats=args.repeat or defaults.repeats,
+        profile=args.profile,
+    )
 
 
 def preflight(cfg: RunConfig) -> RunConfig:
@@ -321,6 +409,8 @@ def exit_code(doc: dict[str, Any]) -> int:
 def run(cfg: RunConfig) -> int:
     if cfg.seeds:
         return run_seeds(cfg)
+    if cfg.benchmark:
+        return run_benchmark(cfg)
     env = environment.describe(cfg.threads)
     interrupted = False
     try:
@@ -329,12 +419,6 @@ def run(cfg: RunConfig) -> int:
         runs, interrupted = stop.runs, True
     doc = assemble(cfg, env, runs)
     results.write(cfg.out_dir, doc)
-    if cfg.benchmark:
-        bench = benchmark.summarise(doc)
-        atomic_write_json(cfg.out_dir / "bench.json", bench)
-        print(benchmark.table(bench))
-        print(f"\nbench.json and results.json in {cfg.out_dir}")
-        return 130 if interrupted else exit_code(doc)
     written = [path.name for path in report.write_report(doc, cfg.out_dir)]
     print(summary(doc))
     print(f"\n{parity.headline(doc['parity'])}; {', '.join(['results.json', *written])} in {cfg.out_dir}")
@@ -348,6 +432,24 @@ def run_seeds(cfg: RunConfig) -> int:
     written = [path.name for path in report.write_report(doc, cfg.out_dir)]
     print(seedreport.text(doc))
     print(f"\n{parity.headline(doc['parity'])}\n{', '.join(['results.json', *written])} in {cfg.out_dir}")
+    return 130 if interrupted else exit_code(doc)
+
+
+def run_benchmark(cfg: RunConfig) -> int:
+    """--benchmark: every case (common.benchmark), then bench.json, report.md, bench.png and the table."""
+    env = environment.describe(cfg.threads)
+    interrupted = False
+    try:
+        runs, reference = benchmark.run(cfg)
+    except launch.Interrupted as stop:
+        runs, reference, interrupted = stop.runs, benchmark.reference_summary([]), True
+    doc = {**assemble(cfg, env, runs), "reference": reference}
+    results.write(cfg.out_dir, doc)
+    bench = benchmark.summarise(doc)
+    atomic_write_json(cfg.out_dir / "bench.json", bench)
+    written = [path.name for path in report.write_report(doc, cfg.out_dir)]
+    print(benchmark.table(bench))
+    print(f"\n{', '.join(['bench.json', 'results.json', *written])} in {cfg.out_dir}")
     return 130 if interrupted else exit_code(doc)
 
 

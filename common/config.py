@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from common.settings import TRAINING
+
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 TASKS = ("plane", "mnist")
 
@@ -54,13 +56,26 @@ class MnistConfig:
     log_every: int = 50  # steps between host reads of the loss (progress, NaN check)
 
 
+LOOPS = ("project", "textbook")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
-    """Steady-state timing: `windows` windows of `window_steps` steps after `warmup_steps`."""
+    """Steady-state timing: `windows` windows of `window_steps` steps after `warmup_steps`.
+
+    The tuples are the benchmark's axes: every combination of framework, settings, loop and
+    batch size is one case (common.benchmark.run), and the whole sequence runs `repeats`
+    times in alternating framework order, so that a busy machine shows up as spread.
+    """
 
     warmup_steps: int = 10
     window_steps: int = 20
     windows: int = 5
+    batch_sizes: tuple[int, ...] = (100,)
+    settings: tuple[str, ...] = ("defaults", "fastest")
+    loops: tuple[str, ...] = ("project",)  # "textbook": each framework's tutorial loop as the bar
+    repeats: int = 1
+    profile: bool = False  # one more window of each loop under the framework's own profiler
 
 
 # What the MNIST defaults are documented to reach (README); --seeds says how often they do.
@@ -119,6 +134,7 @@ class RunConfig:
     timeout: float = 1800.0  # seconds per framework subprocess
     quiet: bool = False
     benchmark: bool = False
+    settings: str = TRAINING  # "defaults" or "fastest" (common.settings): set before the framework starts
     plane: PlaneConfig = field(default_factory=PlaneConfig)
     mnist: MnistConfig = field(default_factory=MnistConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
@@ -149,6 +165,10 @@ class RunConfig:
         d["margins"] = Margins(**d.get("margins", {}))
         d["plane"] = PlaneConfig(**d["plane"])
         d["mnist"] = MnistConfig(**d["mnist"])
-        d["bench"] = BenchConfig(**d["bench"])
+        bench = dict(d["bench"])
+        for axis in ("batch_sizes", "settings", "loops"):  # JSON has lists; the config keeps tuples
+            if axis in bench:
+                bench[axis] = tuple(bench[axis])
+        d["bench"] = BenchConfig(**bench)
         d["parallel"] = ParallelConfig(**d.get("parallel", {}))
         return cls(**d)

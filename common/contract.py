@@ -82,6 +82,7 @@ RUNTIME = Module(
                 ),
             ),
         ),
+        one("setup", "kernels", "13b"),
         one("setup", "versions"),
     ),
 )
@@ -154,6 +155,7 @@ BENCH = Module(
     "bench",
     (
         one("bench", "benchmark", "13b"),
+        one("bench", "profile_ops"),
         one("bench", "gpu_matmul_gflops"),
     ),
 )
@@ -209,7 +211,46 @@ PARALLEL = Module(
     ),
 )
 
-MODULES = (RUNTIME, MNIST, PARALLEL, PLANE, BENCH)
+TUTORIAL_STEP = (
+    "the Flax NNX tutorial's own model, loss, jitted step and batches; PyTorch's example loop is written inline in"
+    " benchmark, and Keras's is model.fit"
+)
+
+TEXTBOOK = Module(
+    "textbook",
+    "textbook",
+    (
+        Row(
+            "textbook",
+            (
+                Fn(
+                    "Laps",
+                    ("tensorflow",),
+                    "model.fit reports its steps to callbacks only, so the timing windows are a Keras callback",
+                ),
+                Fn("TutorialNet", ("jax",), TUTORIAL_STEP),
+                Fn("loss_fn", ("jax",), TUTORIAL_STEP),
+                Fn("train_step", ("jax",), TUTORIAL_STEP),
+                Fn("make_batches", ("jax",), TUTORIAL_STEP),
+            ),
+            ("5",),
+        ),
+        one("textbook", "benchmark"),
+        Row(
+            "textbook",
+            (
+                Fn(
+                    "epochs",
+                    ("pytorch",),
+                    "a DataLoader stops after one pass, and the timed windows run across epochs; Keras's fit and"
+                    " the tutorial's batch iterator go on by themselves",
+                ),
+            ),
+        ),
+    ),
+)
+
+MODULES = (RUNTIME, MNIST, PARALLEL, PLANE, BENCH, TEXTBOOK)
 
 
 def defined_names(source: str) -> list[str]:

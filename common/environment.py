@@ -20,6 +20,47 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The x86 vector and matrix extensions that decide which kernels the frameworks pick (Linux
+# /proc/cpuinfo names, in the order they appeared), e.g. TensorFlow turns oneDNN on by default
+# only with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX.
+VECTOR_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimd",
+    "sve",
+)
+
+
+def cpu_flags() -> set[str]:
+    """The first processor's feature flags as Linux lists them (empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def vector_extensions(flags: set[str] | None = None) -> list[str]:
+    """['SSE4_2', 'AVX', 'AVX2', 'FMA'] on an AVX2-only x86 CPU; AVX-512 and AMX show when present."""
+    flags = cpu_flags() if flags is None else flags
+    return [f.upper() for f in VECTOR_FLAGS if f in flags]
+
+
 def gpu_info() -> list[dict[str, str]]:
     """NVIDIA GPUs as nvidia-smi lists them (name, driver); empty when there is none."""
     smi = shutil.which("nvidia-smi")
@@ -55,11 +96,12 @@ def usable_cores() -> int:
 
 
 def describe(threads: int) -> dict[str, Any]:
-    """Python, OS, CPU, cores, threads and GPUs; each framework adds its own version."""
+    """Python, OS, CPU (with its vector extensions), cores, threads and GPUs; each framework adds its own."""
     return {
         "python": platform.python_version(),
         "os": platform.platform(),
         "cpu": cpu_model(),
+        "vector_extensions": vector_extensions(),
         "cores": usable_cores(),
         "threads": threads or usable_cores(),
         "gpus": gpu_info(),

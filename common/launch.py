@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-from common import cluster
+from common import cluster, settings
 from common.config import RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
@@ -40,7 +40,8 @@ STOP_SECONDS = 5.0
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"
-    rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*)$"  # gloo's notice in every JAX process (stdout)
+    rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*"  # gloo's notice in every JAX process (stdout)
+    rb"|USDT:[\d-]+ [\d:]+ \d+:\d+ \w+\.cpp:\d+\] profiler_(start|stop))$"  # torch.profiler, --profile
 )
 
 
@@ -53,8 +54,8 @@ def install_hint(framework: str) -> str:
     return INSTALL.format(name=framework)
 
 
-def worker_env(cfg: RunConfig) -> dict[str, str]:
-    """Environment of a worker: device visibility, strict numerics, quiet logs."""
+def worker_env(cfg: RunConfig, framework: str | None = None) -> dict[str, str]:
+    """Environment of a worker: device visibility, strict numerics, quiet logs, the framework's settings."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices drown the output
@@ -69,19 +70,36 @@ def worker_env(cfg: RunConfig) -> dict[str, str]:
         env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), "--xla_gpu_deterministic_ops=true"]))
     if cfg.threads:
         env["OMP_NUM_THREADS"] = str(cfg.threads)
+    if framework is not None:
+        apply_settings(env, framework, cfg.settings)
     return env
 
 
-def run_one(framework: str, cfg: RunConfig, job: Path) -> dict[str, Any]:
-    """Run one framework's worker (or its data-parallel group); a crash, hang or kill becomes a `failed` entry."""
-    result = cfg.out_dir / "runs" / f"{framework}.json"
+def apply_settings(env: dict[str, str], framework: str, name: str) -> None:
+    """The framework's "defaults" or "fastest" settings (common.settings), read once at its start-up."""
+    for key, value in settings.env_changes(framework, name).items():
+        if value is None:
+            env.pop(key, None)
+        elif key == "XLA_FLAGS":  # shared with the user and the GPU profile: append, never replace
+            env[key] = " ".join(filter(None, [env.get(key), value]))
+        else:
+            env[key] = value
+
+
+def run_one(framework: str, cfg: RunConfig, job: Path, name: str | None = None) -> dict[str, Any]:
+    """Run one framework's worker (or its data-parallel group); a crash, hang or kill becomes a `failed` entry.
+
+    `name` (default: the framework) names its result and log files when one run starts several.
+    """
+    name = name or framework
+    result = cfg.out_dir / "runs" / f"{name}.json"
     for stale in (result, *rank_records(result)):
         stale.unlink(missing_ok=True)
-    log = cfg.out_dir / "logs" / f"{framework}.log"
+    log = cfg.out_dir / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     worker = ["frameworks.worker", framework, str(job), str(result)]
     gpus = cluster.visible_gpus() if cfg.parallel.enabled and cfg.device != "cpu" else None
-    group = Group(cluster.members(framework, cfg, worker, gpus), worker_env(cfg), log)
+    group = Group(cluster.members(framework, cfg, worker, gpus), worker_env(cfg, framework), log)
     try:
         group.wait(cfg.timeout)
     except subprocess.TimeoutExpired:

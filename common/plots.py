@@ -313,3 +313,80 @@ def descent_panel(ax: Any, runs: list[dict[str, Any]], optimum: dict[str, float]
     ax.set_title("Loss per iteration against the exact optimum", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     legend(ax)
+
+
+def render_bench(bench: dict[str, Any]) -> bytes:
+    """bench.png: images/s against batch size, one line per framework, settings and loop, bars = spread.
+
+    Colour and marker: the framework; filled: this project's loop, hollow and dotted: the
+    textbook loop; faint and dashed: a framework's defaults where its fastest settings differ.
+    The lines are spread a little sideways at each batch size so that no bar hides another.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common.benchmark import loop_label
+
+    fig, ax = plt.subplots(figsize=(10.5, 5.8), layout="constrained")
+    lines: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in bench["rows"]:
+        lines.setdefault((r["framework"], " = ".join(r["stands_for"]), r["loop"]), []).append(r)
+    shifts = np.linspace(-1, 1, len(lines)) * 0.06 if len(lines) > 1 else [0.0]
+    for shift, ((framework, names, loop), rows) in zip(shifts, lines.items(), strict=True):
+        rows = sorted(rows, key=lambda r: r["batch_size"])
+        x = np.array([r["batch_size"] for r in rows], dtype=float) * 10**shift
+        y = np.array([r["images_per_second"] for r in rows])
+        low = y - np.array([r["images_per_second_low"] for r in rows])
+        high = np.array([r["images_per_second_high"] for r in rows]) - y
+        s = style(framework)
+        textbook, defaults = loop == "textbook", names == "defaults"
+        ax.errorbar(
+            x,
+            y,
+            yerr=[low, high],
+            color=s["color"],
+            alpha=0.45 if defaults else 1.0,
+            linestyle=":" if textbook else "--" if defaults else "-",
+            linewidth=1.3 if textbook else s["width"],
+            marker=s["marker"],
+            markersize=s["size"] + 1,
+            markerfacecolor="white" if textbook else s["color"],
+            markeredgewidth=1.6,
+            capsize=4,
+            label=f"{framework}, {names} settings, {loop_label(rows[0])}",
+        )
+    goal_line(ax, bench)
+    ax.set_xscale("log")
+    sizes = sorted({r["batch_size"] for r in bench["rows"]})
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.minorticks_off()
+    ax.set_xlim(min(sizes) / 1.5, max(sizes) * 1.5)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("batch size (log scale; the lines are spread sideways a little at each size)")
+    ax.set_ylabel("training images per second (median; bars: spread)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    env = bench["environment"]
+    cpu = f"{env.get('cpu')} ({' '.join(env.get('vector_extensions') or [])}), {env.get('cores')} cores"
+    load = bench.get("load_average")
+    busy = f"; load average {load['min']:.1f}-{load['max']:.1f}" if load else ""
+    fig.suptitle(f"MNIST CNN training speed: {cpu}{busy}", fontsize=10)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def goal_line(ax: Any, bench: dict[str, Any]) -> None:
+    """The 40%-of-BLAS goal in images/s: where a framework's line should stay above."""
+    from common.benchmark import GOAL_OF_BLAS
+
+    gflops = bench["reference"].get("gflops")
+    if not gflops or not np.isfinite(gflops):
+        return
+    images = GOAL_OF_BLAS * gflops * 1e9 / bench["train_flops_per_image"]
+    ax.axhline(images, color="black", linewidth=0.9, linestyle="-.", label=f"{GOAL_OF_BLAS:.0%} of NumPy fp32 matmul")

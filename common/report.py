@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common import parity, plots, results, seedreport, table
+from common import benchmark, parity, plots, results, seedreport, table
 from common.io import atomic_write_bytes, atomic_write_text
 from common.results import mode
 
 REPORT_NAME = "report.md"
 CURVES_NAME = "curves.png"
+BENCH_PLOT_NAME = "bench.png"
 
 
 def write_report(doc: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -26,7 +27,19 @@ def write_report(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     if png is not None:
         written.append(out_dir / CURVES_NAME)
         atomic_write_bytes(written[1], png)
+    if bench_summary(doc) is not None:  # --benchmark: images/s against batch size
+        written.append(out_dir / BENCH_PLOT_NAME)
+        atomic_write_bytes(written[-1], plots.render_bench(bench_summary(doc)))
     return written
+
+
+def bench_summary(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """bench.json's content, re-derived from results.json (a benchmark that recorded its cases)."""
+    if mode(doc) != "benchmark" or "reference" not in doc:
+        return None
+    if not any(r.get("cases") for r in doc["runs"]):
+        return None
+    return benchmark.summarise(doc)
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -85,9 +98,16 @@ def config_fields(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     if mode(doc) == "benchmark":
         b = cfg.get("bench", {})
         timing = [("warmup steps", b.get("warmup_steps")), ("timed", windows(b))]
-        return [*data, *training, *numerics, *timing, *where]
+        axes = [(label, ",".join(map(str, b[key]))) for label, key in BENCH_AXES if b.get(key)]
+        axes += [("repeats", b.get("repeats"))]
+        return [*data, *training[1:], *axes, *numerics, *timing, *where]
     limit = m["train_limit"] if m.get("train_limit") is not None else "all"
-    return [*data, ("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *where, *parallel_fields(cfg)]
+    ran_with = [("settings", cfg.get("settings"))]  # common.settings: "fastest" unless --settings defaults
+    training_run = [("epochs", m["epochs"]), *training, *numerics, ("train limit", limit), *ran_with]
+    return [*data, *training_run, *where, *parallel_fields(cfg)]
+
+
+BENCH_AXES = (("batch sizes", "batch_sizes"), ("settings", "settings"), ("loops", "loops"))
 
 
 def parallel_fields(cfg: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -124,6 +144,8 @@ def one_line(cell: str) -> str:
 
 
 def runs_markdown(doc: dict[str, Any]) -> str:
+    if bench_summary(doc) is not None:
+        return benchmark.markdown_report(bench_summary(doc))
     columns, rows = benchmark_table(doc) if mode(doc) == "benchmark" else table.runs_table(doc)
     return table.markdown(columns, [[one_line(c) for c in r] for r in rows])
 
@@ -174,15 +196,27 @@ def parity_section(verdict: dict[str, Any]) -> str:
 
 
 def environment_lines(env: dict[str, Any]) -> list[str]:
+    extensions = " ".join(env.get("vector_extensions") or []) or "not recorded"
     lines = [
         f"python: {env.get('python', '-')}",
         f"os: {env.get('os', '-')}",
         f"cpu: {env.get('cpu', '-')} ({value(env.get('cores'))} cores, {value(env.get('threads'))} threads used)",
+        f"vector extensions: {extensions}",
         f"gpus: {gpus(env.get('gpus') or [])}",
     ]
     for name, fw in (env.get("frameworks") or {}).items():
         lines.append(f"{name}: {fw.get('version') or '-'} (build: {fw.get('build') or 'unknown'})")
+        for settings_name, k in (fw.get("kernels") or {}).items():
+            lines.append(f"{name} kernels with {settings_name} settings: {kernels_line(k)}")
     return lines
+
+
+def kernels_line(k: dict[str, Any]) -> str:
+    """'oneDNN, 2 threads (TF_ENABLE_ONEDNN_OPTS=1)': what a framework reported at run time."""
+    env = " ".join(f"{key}={v}" for key, v in (k.get("env") or {}).items())
+    flags = k.get("xla_flags")
+    extra = "; ".join(filter(None, [env, f"XLA_FLAGS={flags}" if flags else ""]))
+    return f"{k.get('library', 'unknown')}, {value(k.get('threads'))} threads" + (f" ({extra})" if extra else "")
 
 
 def gpus(items: list[dict[str, str]]) -> str:

@@ -48,6 +48,9 @@ def build(
     env["frameworks"] = {
         r["framework"]: {"version": r.get("version"), "build": r.get("build")} for r in runs if r.get("version")
     }
+    for r in runs:  # the kernel library each framework reported, per settings (a benchmark runs both)
+        if r.get("kernels") and r["framework"] in env["frameworks"]:
+            env["frameworks"][r["framework"]].setdefault("kernels", {})[r["kernels"]["settings"]] = r["kernels"]
     return {
         "schema": SCHEMA,
         "task": task,

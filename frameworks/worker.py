@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import resource
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from common import settings
 from common.config import RunConfig
 from common.data import PLANE_POINTS, Mnist, batch_order, load_mnist, run_data_dir, training_subset
 from common.errors import UserError
@@ -55,8 +57,7 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
     if m.eval_params:
         return evaluate_params(cfg, mnist, data, device, name)
     if cfg.benchmark:
-        bench = importlib.import_module(f"{fw.__name__}.bench")
-        return bench.benchmark(cfg, mnist_init(cfg.seed), data, device)
+        return run_benchmark(cfg, fw, data, device)
     if cfg.parallel.enabled:
         return run_parallel(cfg, fw, data, device)
     init = mnist_init(cfg.seed) if m.init == "shared" else None
@@ -74,6 +75,23 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
     params_path = cfg.out_dir / "params" / f"{name}.npz"
     save_canonical(params_path, mnist.get_params(model))
     return {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir))}
+
+
+def run_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> dict[str, Any]:
+    """Every case of this worker's settings: each batch size (ascending), each loop.
+
+    `bench.benchmark` times this project's loop and `textbook.benchmark` the framework's
+    tutorial loop, with the same signature and the same protocol (common.benchmark). Peak RSS
+    is the process's peak so far, so with batch sizes ascending it is each case's own.
+    """
+    cases = []
+    for batch_size in sorted(cfg.bench.batch_sizes):
+        one = replace(cfg, mnist=replace(cfg.mnist, batch_size=batch_size))
+        for loop in cfg.bench.loops:
+            module = importlib.import_module(f"{fw.__name__}.{'bench' if loop == 'project' else 'textbook'}")
+            result = module.benchmark(one, mnist_init(cfg.seed), data, device)
+            cases.append({"loop": loop, **result, "peak_rss_mb": peak_rss_mb()})
+    return {"cases": cases}
 
 
 # --- Data-parallel training (--devices N): the framework's engine, checked against one device ---
@@ -156,6 +174,8 @@ def run(framework: str, cfg: RunConfig) -> dict[str, Any]:
         entry["threads"] = runtime.threads()
         task = run_plane if cfg.task == "plane" else run_mnist
         entry.update(task(cfg, fw, entry["device"]))
+        if cfg.task == "mnist":  # the convolutions' kernel library and threads, as the framework reports them
+            entry["kernels"] = {**runtime.kernels(), "settings": cfg.settings, "env": settings_env(framework, cfg)}
         entry["status"] = "ok"
     except (UserError, NonFiniteLoss) as exc:
         entry["error"] = str(exc)
@@ -167,6 +187,12 @@ def run(framework: str, cfg: RunConfig) -> dict[str, Any]:
     entry["wall_seconds"] = time.perf_counter() - start
     entry["peak_rss_mb"] = peak_rss_mb()
     return entry
+
+
+def settings_env(framework: str, cfg: RunConfig) -> dict[str, str]:
+    """The variables of common.settings as this process saw them (set by the launcher, or not)."""
+    names = {*settings.SWITCHES, *settings.env_changes(framework, "fastest")}
+    return {name: os.environ[name] for name in sorted(names) if name in os.environ}
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,8 @@
-"""`compare.py --benchmark`: bench.json is written and well-formed (no timing thresholds).
+"""`compare.py --benchmark`: the protocol, the statistics, the settings and what bench.json records.
 
-The statistics are checked on made-up numbers; the end-to-end run uses 1,000 examples and
-the default BenchConfig (10 warm-up steps, then 5 windows of 20 steps at batch 100).
+No timing thresholds anywhere: the statistics are checked on made-up numbers, and the one
+end-to-end run (1,000 examples, 2 windows of 5 steps) checks that every field is present and
+well-formed, that the settings reached each framework, and that every loop learns.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from common import benchmark
-from common.config import FRAMEWORKS, BenchConfig
+from common import benchmark, environment, hlo, launch, plots, report, settings
+from common.config import FRAMEWORKS, BenchConfig, RunConfig
 from common.flops import train_flops_per_image
-from tests.conftest import run_compare
+from tests.conftest import load_results, run_compare
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_step_statistics() -> None:
@@ -29,10 +33,29 @@ def test_step_statistics() -> None:
 
 def test_time_steps_protocol() -> None:
     calls: list[int] = []
-    out = benchmark.time_steps(calls.append, BenchConfig(warmup_steps=3, window_steps=4, windows=5), batch_size=10)
+
+    def run_steps(n: int) -> float:
+        calls.append(n)
+        return 2.0 / len(calls)
+
+    out = benchmark.time_steps(run_steps, BenchConfig(warmup_steps=3, window_steps=4, windows=5), batch_size=10)
     assert calls == [1, 3, 4, 4, 4, 4, 4]  # first step, warm-up, five windows
-    assert len(out["window_step_ms"]) == 5
+    assert len(out["window_step_ms"]) == len(out["window_cpu_ms"]) == 5
+    assert out["losses"] == [2.0 / k for k in range(1, 8)]
     assert out["first_step_s"] >= 0
+
+
+def test_marks_without_warmup() -> None:
+    assert benchmark.marks(BenchConfig(warmup_steps=0, window_steps=5, windows=2)) == [1, 6, 11]
+    assert benchmark.total_steps(BenchConfig()) == 1 + 10 + 5 * 20
+
+
+def test_a_loop_that_stops_early_is_an_error() -> None:
+    watch = benchmark.Stopwatch(BenchConfig(warmup_steps=0, window_steps=2, windows=3), batch_size=10)
+    watch.start()
+    watch.lap(1.0)
+    with pytest.raises(RuntimeError, match="after 1 of 4 timing marks"):
+        watch.result()
 
 
 def test_batches_cycle_through_epochs() -> None:
@@ -49,27 +72,247 @@ def test_numpy_reference_is_positive() -> None:
     assert ref["gflops"] > 0 and ref["blas"]
 
 
+# --- Settings: one table, applied by the launcher only ---------------------------------------
+
+
+def test_settings_lists_parse() -> None:
+    assert settings.parse("fastest, defaults,fastest") == ("fastest", "defaults")
+    with pytest.raises(ValueError, match="unknown settings quick; choose from defaults, fastest"):
+        settings.parse("defaults,quick")
+
+
+def test_worker_env_applies_the_settings_of_its_framework(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # a user's shell must not turn "fastest" off...
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    fastest = launch.worker_env(RunConfig(task="mnist", settings="fastest"), "tensorflow")
+    assert fastest["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # ...nor make "defaults" something else
+    defaults = launch.worker_env(RunConfig(task="mnist", settings="defaults"), "tensorflow")
+    assert "TF_ENABLE_ONEDNN_OPTS" not in defaults
+    jax = launch.worker_env(RunConfig(task="mnist", settings="fastest"), "jax")
+    assert jax["XLA_FLAGS"].startswith("--xla_dump_to=/tmp/x")  # the user's flags stay; ours are appended
+
+
+def test_every_framework_has_fastest_settings_with_a_reason() -> None:
+    assert set(settings.FASTEST) == set(FRAMEWORKS)
+    assert all(t.why for t in settings.FASTEST.values())
+    assert settings.TRAINING in settings.SETTINGS
+
+
+def test_one_worker_stands_for_settings_that_are_the_same() -> None:
+    names = ("defaults", "fastest")
+    same = [f for f in FRAMEWORKS if not settings.FASTEST[f].env]
+    for framework in FRAMEWORKS:
+        groups = benchmark.worker_settings(framework, names)
+        if framework in same:
+            assert groups == [("defaults", names)]
+        else:
+            assert groups == [("defaults", ("defaults",)), ("fastest", ("fastest",))]
+
+
+def test_vector_extensions_from_cpu_flags() -> None:
+    flags = {"fpu", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile"}
+    assert environment.vector_extensions(flags) == [
+        "SSE4_2",
+        "AVX",
+        "AVX2",
+        "FMA",
+        "AVX512F",
+        "AVX512_VNNI",
+        "AMX_TILE",
+    ]
+    assert environment.vector_extensions(set()) == []
+
+
+def test_top_ops_ranks_by_time_per_step() -> None:
+    ops = benchmark.top_ops({"conv": (3.0, 20), "relu": (1.0, 40), "add": (0.5, 10)}, steps=10, top=2)
+    assert [op["op"] for op in ops] == ["conv", "relu"]
+    assert ops[0] == {"op": "conv", "ms_per_step": 300.0, "share": 3.0 / 4.5, "calls_per_step": 2.0}
+
+
+HLO = (
+    "HloModule jit_train_step\n%fused_computation (p: f32[2]) -> f32[2] {\n  ROOT %c = convolution(%p)\n}\n\n"
+    "%fused_computation.1 (p: f32[2]) -> f32[2] {\n  ROOT %m = maximum(%p, %p)\n}\n\n"
+    "ENTRY %main (a: f32[2]) -> f32[2] {\n"
+    "  %ynn_fusion = f32[24,5,5,32]{3,2,1,0} fusion(%a), kind=kCustom, calls=%fused_computation, "
+    'backend_config={"fusion_config":{"kind":"__ynn_fusion"}}\n'
+    "  %max_fusion = f32[8]{0} fusion(%b), kind=kLoop, calls=%fused_computation.1, "
+    'metadata={op_name="jit(train_step)/jvp()/max"}\n'
+    "  ROOT %c2 = f32[2]{0} convolution(%a, %a)\n}\n"
+)
+
+
+def test_hlo_names_kernels_and_fusions() -> None:
+    assert sorted(hlo.conv_fusions(HLO)) == ["__ynn_fusion", "unfused"]  # one in YNNPACK, one in ENTRY itself
+    assert hlo.library(hlo.conv_fusions(HLO)) == "Eigen+YNNPACK"
+    assert hlo.fusion_names(HLO) == {
+        "ynn_fusion": "convolution -> f32[24,5,5,32]",
+        "max_fusion": "elementwise -> f32[8], jvp()/max",
+    }
+
+
+# --- Statistics over cases and repeats, on made-up numbers ------------------------------------
+
+
+def case(loop: str, batch: int, step_ms: list[float]) -> dict[str, Any]:
+    stats = benchmark.step_statistics(np.array(step_ms) / 1e3, batch)
+    return {"loop": loop, **stats, "first_step_s": 0.5, "losses": [2.3, 1.0], "peak_rss_mb": 400.0}
+
+
+def worker(framework: str, name: str, repeat: int, cases: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "framework": framework,
+        "status": "ok",
+        "version": "1",
+        "device": "cpu",
+        "settings": name,
+        "stands_for": [name],
+        "repeat": repeat,
+        "kernels": {"library": "oneDNN", "threads": 2, "settings": name},
+        "cases": cases,
+        "load_before": 0.5,
+        "load_after": 1.5,
+    }
+
+
+def bench_doc(repeats: int = 2) -> dict[str, Any]:
+    """PyTorch's loop clearly faster than its textbook; TensorFlow's within noise of its textbook."""
+    cfg = RunConfig(task="mnist", benchmark=True, frameworks=("pytorch", "tensorflow"))
+    runs = []
+    for r in range(1, repeats + 1):
+        runs.append(worker("pytorch", "fastest", r, [case("project", 100, [20, 21]), case("textbook", 100, [30, 31])]))
+        tf_project = [25, 26] if r == 1 else [23, 24]
+        runs.append(worker("tensorflow", "fastest", r, [case("project", 100, tf_project), case("textbook", 100, [24])]))
+    runs.append({"framework": "tensorflow", "status": "failed", "error": "boom", "settings": "defaults"})
+    env = {**environment.describe(0), "vector_extensions": ["AVX2"]}
+    reference = {"what": "test matmul", "blas": "test", "gflops": 200.0, "samples": [190.0, 200.0]}
+    return {
+        "schema": "triptych/results/1",
+        "task": "mnist",
+        "config": cfg.to_dict(),
+        "environment": env,
+        "reference": reference,
+        "runs": runs,
+        "parity": {"passed": True, "checks": [], "note": "benchmark"},
+    }
+
+
+def test_summarise_pools_repeats_and_compares() -> None:
+    bench = benchmark.summarise(bench_doc())
+    rows = {(r["framework"], r["loop"]): r for r in bench["rows"]}
+    assert len(rows) == 4 and len(bench["failed"]) == 1
+    pt = rows[("pytorch", "project")]
+    assert pt["repeats"] == 2
+    assert pt["step_ms"] == pytest.approx(20.5)  # median of all four windows
+    assert pt["spread"] == "range of 2 repeats"
+    assert pt["relative_to_fastest"] == 1.0 and not pt["overlaps_fastest"]
+    assert pt["relative_to_textbook"] == pytest.approx(30.5 / 20.5)
+    assert not pt["overlaps_textbook"]
+    tf = rows[("tensorflow", "project")]
+    assert tf["images_per_second_low"] == pytest.approx(100 / 0.0255)  # the slower repeat's median
+    assert tf["overlaps_textbook"]  # 24 ms lies between its repeats' 23.5 and 25.5
+    assert bench["load_average"] == {"min": 0.5, "max": 1.5}
+    assert bench["reference"]["gflops"] == 200.0
+
+
+def test_one_repeat_spreads_over_windows() -> None:
+    bench = benchmark.summarise(bench_doc(repeats=1))
+    row = next(r for r in bench["rows"] if r["framework"] == "pytorch" and r["loop"] == "project")
+    assert row["spread"] == "IQR of 2 windows"
+    assert row["images_per_second_low"] < row["images_per_second"] < row["images_per_second_high"]
+
+
+def test_tables_goals_and_plot() -> None:
+    bench = benchmark.summarise(bench_doc())
+    text = benchmark.table(bench)
+    assert "textbook (DataLoader)" in text and "textbook (model.fit)" in text
+    assert "fastest *" in text  # the settings training runs use are marked
+    assert "0.98x ~" in text  # TensorFlow against its textbook: within noise, and marked so
+    assert any(line.split()[:3] == ["tensorflow", "defaults", "failed:"] for line in text.splitlines())
+    assert "tensorflow >= 1.0x its textbook loop" in text
+    md = benchmark.markdown_report(bench)
+    assert "| framework | settings | loop | batch |" in md
+    assert plots.render_bench(bench).startswith(PNG_MAGIC)
+
+
+def test_benchmark_report_from_results_json(tmp_path: Path) -> None:
+    """report.md and bench.png come from results.json alone, so --report can redo them."""
+    doc = bench_doc()
+    written = report.write_report(doc, tmp_path)
+    assert [p.name for p in written] == ["report.md", "bench.png"]
+    text = (tmp_path / "report.md").read_text()
+    assert "| pytorch | fastest * | project | 100 |" in text
+    assert "vector extensions: AVX2" in text
+
+
+# --- End to end, tiny -------------------------------------------------------------------------
+
+
 @pytest.mark.slow
-def test_benchmark_writes_bench_json(tmp_path: Path) -> None:
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_benchmark_cases_settings_and_textbook_loops(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    proc = run_compare("--task", "mnist", "--benchmark", "--train-limit", "1000", "--out", str(out))
+    args = (
+        "--benchmark",
+        "--textbook",
+        "--profile",
+        "--batch-size",
+        "50,100",
+        "--train-limit",
+        "1000",
+        "--threads",
+        "1",
+    )
+    proc = run_compare(*args, "--windows", "2", "--window-steps", "5", "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "images/s" in proc.stdout
+    assert "images/s" in proc.stdout and "Goals" in proc.stdout and "Where the time goes" in proc.stdout
+    assert "USDT" not in proc.stderr  # torch.profiler's start/stop lines stay in the worker's log
+    for name in ("bench.json", "results.json", "report.md", "bench.png"):
+        assert (out / name).is_file(), name
     bench = json.loads((out / "bench.json").read_text())
     assert bench["schema"] == benchmark.SCHEMA
-    assert bench["config"]["batch_size"] == 100
-    assert bench["environment"]["cores"] >= 1
+    assert bench["config"]["bench"]["batch_sizes"] == [50, 100]
+    assert bench["environment"]["vector_extensions"] == environment.vector_extensions()
     assert bench["reference"]["gflops"] > 0
-    rows = {r["framework"]: r for r in bench["frameworks"]}
-    assert set(rows) == set(FRAMEWORKS)
-    for name, row in rows.items():
-        assert row["status"] == "ok", f"{name}: {row.get('error')}"
+    expected = {
+        (f, s, loop, b)
+        for f in FRAMEWORKS
+        for s, _ in benchmark.worker_settings(f, settings.SETTINGS)
+        for loop in ("project", "textbook")
+        for b in (50, 100)
+    }
+    assert {(r["framework"], r["settings"], r["loop"], r["batch_size"]) for r in bench["rows"]} == expected
+    for r in bench["rows"]:
+        name = f"{r['framework']} {r['settings']} {r['loop']} {r['batch_size']}"
         for key in benchmark.ROW_KEYS:
-            assert key in row, f"{name}: no {key}"
-        for key in ("first_step_s", "step_ms", "images_per_second", "gflops", "fraction_of_reference", "peak_rss_mb"):
-            assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, f"{name}: {key}"
-        assert row["step_ms_iqr"] >= 0
-        assert row["threads"] >= 1
-        assert len(row["window_step_ms"]) == bench["config"]["bench"]["windows"]
-        assert row["images_per_second"] == pytest.approx(100 / (row["step_ms"] / 1e3))
-        assert 0 < row["relative_to_fastest"] <= 1
+            assert key in r, f"{name}: no {key}"
+        for key in ("first_step_s", "step_ms", "images_per_second", "fraction_of_reference", "cpu_step_ms"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, f"{name}: {key}"
+        assert r["images_per_second_low"] <= r["images_per_second"] <= r["images_per_second_high"], name
+        assert r["threads"] == 1 and r["kernels"] != "unknown", name  # what the framework reports, after --threads 1
+        assert len(r["window_step_ms"]) == 2, name
+        assert r["losses"][-1] < r["losses"][0], f"{name} did not learn: {r['losses']}"
+        if r["loop"] == "project":  # --profile: each framework's own profiler named the ops it timed
+            assert r["profile"] and all(op["ms_per_step"] > 0 and op["op"] for op in r["profile"]), name
+    kernels = load_results(out)["environment"]["frameworks"]["tensorflow"]["kernels"]
+    assert kernels["fastest"]["onednn"] is True and kernels["fastest"]["env"] == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    # TensorFlow's own rule for its default (tensorflow/core/util/port.cc, Linux x86)
+    neural = {"AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "AMX_TILE", "AMX_INT8", "AMX_BF16"}
+    assert kernels["defaults"]["onednn"] is bool(neural & set(environment.vector_extensions()))
+    assert kernels["defaults"]["env"] == {}
+
+
+@pytest.mark.slow
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_training_runs_record_their_settings_and_kernels(short_mnist: tuple[Path, Any]) -> None:
+    doc = load_results(short_mnist[0])
+    assert doc["config"]["settings"] == settings.TRAINING
+    assert doc["environment"]["vector_extensions"] == environment.vector_extensions()
+    for framework in FRAMEWORKS:
+        k = doc["environment"]["frameworks"][framework]["kernels"][settings.TRAINING]
+        assert k["library"] != "unknown" and k["threads"] >= 1, framework
+    assert (short_mnist[0] / "report.md").read_text().count("kernels with fastest settings") == 3

@@ -180,3 +180,34 @@ def test_results_of_an_earlier_seed_are_not_overwritten(tmp_path: Path) -> None:
         line
         == f"error: --out {tmp_path} already holds seed-3/results.json; pass --overwrite or choose another directory"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--benchmark", "--batch-size", "0,100"), "error: --batch-size must be positive, got 0"),
+        (
+            ("--benchmark", "--batch-size", "32,,100"),
+            "error: --batch-size must be a whole number or a comma-separated list of them, got '32,,100'",
+        ),
+        (("--benchmark", "--repeat", "0"), "error: --repeat must be positive, got 0"),
+        (("--benchmark", "--windows", "-2"), "error: --windows must be positive, got -2"),
+        (
+            ("--batch-size", "32,100"),
+            "error: --batch-size takes one value without --benchmark (lists are for --benchmark), got 32,100",
+        ),
+        (
+            ("--settings", "defaults,fastest"),
+            "error: --settings takes one value without --benchmark (lists are for --benchmark), got defaults,fastest",
+        ),
+        (("--benchmark", "--settings", "turbo"), "error: unknown settings turbo; choose from defaults, fastest"),
+        (("--repeat", "3"), "error: --repeat applies to --benchmark only"),
+        (("--textbook",), "error: --textbook applies to --benchmark only"),
+        (
+            ("--benchmark", "--train-limit", "500", "--batch-size", "100,1000"),
+            "error: --batch-size 1000 is larger than the training set (500 examples)",
+        ),
+    ],
+)
+def test_benchmark_lists_and_options(args: tuple[str, ...], expected: str) -> None:
+    assert refused("--task", "mnist", *args) == expected

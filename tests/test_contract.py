@@ -111,7 +111,7 @@ def test_the_drivers_call_only_functions_every_framework_defines() -> None:
     shared = {m.name: {fn.name for fn in m.fns() if fn.only == FRAMEWORKS} for m in MODULES}
     drivers = [ROOT / "frameworks" / "worker.py", *(ROOT / "frameworks" / fw / "bench.py" for fw in FRAMEWORKS)]
     used = set().union(*(module_attributes_used(path, set(shared)) for path in drivers))
-    assert {("mnist", "train"), ("plane", "fit_plane"), ("runtime", "configure"), ("bench", "benchmark")} <= used
+    assert {("mnist", "train"), ("plane", "fit_plane"), ("runtime", "configure"), ("parallel", "train")} <= used
     assert {(m, a) for m, a in used if a not in shared[m]} == set()
 
 

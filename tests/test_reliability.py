@@ -201,7 +201,7 @@ def test_ctrl_c_after_training_keeps_results(tmp_path: Path, monkeypatch, capsys
         monkeypatch.setattr(benchmark, "numpy_reference", interrupt)
         args = ["--task", "mnist", "--benchmark", "--train-limit", "1000"]
     assert compare.main([*args, "--frameworks", "jax", "--out", str(out), "--quiet"]) == 130
-    assert capsys.readouterr().err.splitlines()[-1] == "interrupted"
+    assert "Traceback" not in capsys.readouterr().err
     assert runs_by_framework(load_results(out))["jax"]["status"] == "ok"
 
 

@@ -149,6 +149,15 @@ SECTIONS = (
         " synchronisation is each framework's own, because every framework queues work and returns at"
         " once.",
     ),
+    Section(
+        "textbook",
+        "The textbook loops: the speed bar",
+        "<code>--benchmark --textbook</code> also times each framework's own textbook loop for the same"
+        " model, as its tutorials write it: PyTorch's <code>DataLoader</code> and eager loop from"
+        " pytorch/examples, Keras's <code>model.fit</code>, the Flax NNX MNIST tutorial with"
+        " <code>nnx.max_pool</code>. They appear only here, as baselines: the training runs above use the"
+        " written-out loops.",
+    ),
 )
 SECTION_KEYS = tuple(section.key for section in SECTIONS)
 
@@ -341,7 +350,7 @@ def render(root: Path = ROOT) -> str:
         "<title>triptych: PyTorch, TensorFlow and JAX side by side</title>\n"
         f"<style>\n{stylesheet(sources)}\n</style>\n</head>\n<body>\n{tabs_html(labels)}\n{header_html(labels)}\n"
         f"<main>\n{sections}\n{ledger_index_html(ledger)}\n</main>\n"
-        f"<footer><p>Generated from <code>frameworks/*/{{{','.join(m.name for m in MODULES)}}}.py</code> and"
+        f"<footer><p>Generated from <code>frameworks/*/{{{',<wbr>'.join(m.name for m in MODULES)}}}.py</code> and"
         f" <code>{LEDGER_PATH}</code> by <code>{COMMAND}</code> (<code>python -m common.sidebyside</code>);"
         " not edited by hand.</p></footer>\n</body>\n</html>\n"
     )

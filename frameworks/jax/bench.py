@@ -1,18 +1,22 @@
 """Steady-state training speed of the JAX MNIST CNN (`compare.py --benchmark`).
 
 The model, optimizer, step and data placement are mnist.py's own; the protocol and the
-statistics are common.benchmark's. Only the synchronisation is JAX's: `block_until_ready`
-on the last loss waits for every step dispatched before it.
+statistics are common.benchmark's. Only the synchronisation is JAX's: a host read of the
+last loss waits for every step dispatched before it.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from common import benchmark as bm
+from common import hlo as hlo_text
 from common.config import RunConfig
 from common.data import Mnist
 from frameworks.jax import mnist, runtime
@@ -28,19 +32,49 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
     batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
-    def run_steps(n: int) -> None:
+    def run_steps(n: int) -> float:
         for _ in range(n):
             loss = mnist.train_step(model, optimizer, x, y, jnp.asarray(next(batches)))
-        loss.block_until_ready()
+        return float(loss)  # host read: waits for every step dispatched before it
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
     result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    if cfg.bench.profile:
+        # The compiled step's HLO (a cache hit) names what each fusion in the trace computes.
+        hlo = mnist.train_step.lower(model, optimizer, x, y, jnp.asarray(next(batches))).compile().as_text()
+        result["profile"] = profile_ops(run_steps, cfg.bench.window_steps, hlo)
     if gpu:
         stats = jax.devices()[0].memory_stats() or {}
         if "peak_bytes_in_use" in stats:
             result["peak_gpu_mb"] = stats["peak_bytes_in_use"] / 2**20
         result["device_matmul_gflops"] = gpu_matmul_gflops(m.dtype)
     return result
+
+
+def profile_ops(run_steps: Callable[[int], float], steps: int, hlo: str = "") -> list[dict[str, Any]]:
+    """Time of each compiled operation (XLA thunk) over `steps` steps, from jax.profiler's trace.
+
+    A thunk runs on one of XLA's threads, so the times add up across threads; each fusion is
+    named by the operation its HLO metadata records (e.g. transpose(jvp())/conv_general_dilated:
+    a convolution of the backward pass).
+    """
+    with tempfile.TemporaryDirectory() as logdir:
+        with jax.profiler.trace(logdir):
+            run_steps(steps)
+        data = jax.profiler.ProfileData.from_file(str(next(Path(logdir).rglob("*.xplane.pb"))))
+    names = hlo_text.fusion_names(hlo)
+    totals: dict[str, tuple[float, int]] = {}
+    for xplane in data.planes:  # the profiler's "planes": one per device or host
+        for line in xplane.lines:
+            if not line.name.startswith("tf_XLA"):  # XLA's CPU threads, not Python's
+                continue
+            for event in line.events:
+                if event.name.startswith("ThunkExecutor"):  # the wrapper around the thunks
+                    continue
+                name = f"{event.name} ({names[event.name]})" if event.name in names else event.name
+                seconds, count = totals.get(name, (0.0, 0))
+                totals[name] = (seconds + event.duration_ns / 1e9, count + 1)
+    return bm.top_ops(totals, steps)
 
 
 def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:

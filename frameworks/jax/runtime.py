@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 
+from common import hlo as hlo_text
 from common.config import RunConfig
 from common.environment import usable_cores
 from common.errors import UserError
@@ -42,6 +45,35 @@ def configure(cfg: RunConfig) -> str:
 def threads() -> int:
     """XLA's CPU thread pool has one thread per core this process may run on."""
     return usable_cores()
+
+
+def kernels() -> dict[str, Any]:
+    """Which kernels XLA compiled this model's convolutions to here, its flags and its thread pool.
+
+    XLA decides per operation when it compiles, so ask the compiler: compile conv2 and its two
+    gradients at the model's shapes and read which fusion each convolution landed in
+    (`__ynn_fusion`: YNNPACK; `__onednn_...`: oneDNN; unfused: XLA's convolution thunk, which
+    calls Eigen).
+    """
+    x = jnp.zeros((8, 14, 14, 24), jnp.float32)
+    w = jnp.zeros((5, 5, 24, 32), jnp.float32)
+
+    def loss(w: jax.Array, x: jax.Array) -> jax.Array:
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(y * y)
+
+    try:
+        hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(w, x).compile().as_text()
+        places = sorted(set(hlo_text.conv_fusions(hlo)))
+    except Exception:  # the record is a label: never fail a run over it
+        places = []
+    cpu = jax.default_backend() == "cpu"
+    return {
+        "library": f"XLA:CPU, {hlo_text.library(places)}" if cpu else f"XLA:{jax.default_backend()}",
+        "conv_fusions": places,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "threads": threads(),
+    }
 
 
 def versions() -> dict[str, str]:

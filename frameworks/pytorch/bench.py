@@ -7,6 +7,7 @@ the last loss waits for every queued step, on a CPU or a GPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,17 +29,27 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
     batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
-    def run_steps(n: int) -> None:
+    def run_steps(n: int) -> float:
         for _ in range(n):
             loss = mnist.train_step(model, optimizer, x, y, torch.as_tensor(next(batches), device=x.device))
-        loss.item()  # host read: waits for the queued steps
+        return loss.item()  # host read: waits for the queued steps
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
     result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    if cfg.bench.profile:
+        result["profile"] = profile_ops(run_steps, cfg.bench.window_steps)
     if gpu:
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
         result["device_matmul_gflops"] = gpu_matmul_gflops(getattr(torch, m.dtype))
     return result
+
+
+def profile_ops(run_steps: Callable[[int], float], steps: int) -> list[dict[str, Any]]:
+    """Self time of each ATen op over `steps` steps, from torch.profiler (the calling thread's view)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run_steps(steps)
+    totals = {e.key: (e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()}
+    return bm.top_ops(totals, steps)
 
 
 def gpu_matmul_gflops(dtype: torch.dtype, n: int = GPU_MATMUL_N) -> float:

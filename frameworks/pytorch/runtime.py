@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from typing import Any
 
 import torch
 
@@ -44,6 +46,33 @@ def threads() -> int:
 
 def torch_device(device: str) -> torch.device:
     return torch.device("cuda" if device.startswith("cuda") else "cpu")
+
+
+def kernels() -> dict[str, Any]:
+    """The kernel library PyTorch picks for this model's convolutions here, and its thread pools.
+
+    Asked of PyTorch itself: `_select_conv_backend` is the function its convolution dispatches
+    through (private, so guarded), fed conv2's shapes in the channels_last layout mnist.py uses.
+    """
+    info: dict[str, Any] = {
+        "threads": threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector ISA ATen dispatches to
+        "onednn_available": torch.backends.mkldnn.is_available(),
+        "onednn_enabled": bool(torch.backends.mkldnn.enabled),
+    }
+    found = re.search(r"MKL-DNN (v[\d.]+)", torch.__config__.show())
+    info["onednn_version"] = found.group(1) if found else None
+    try:
+        x = torch.zeros(8, 24, 14, 14).contiguous(memory_format=torch.channels_last)
+        w = torch.zeros(32, 24, 5, 5).contiguous(memory_format=torch.channels_last)
+        backend = torch._C._select_conv_backend(x, w, None, [1, 1], [2, 2], [1, 1], False, [0, 0], 1, None)
+        info["conv_backend"] = str(backend).rsplit(".", 1)[-1]
+    except (AttributeError, RuntimeError, TypeError):
+        info["conv_backend"] = None
+    names = {"Mkldnn": "oneDNN", "Slow2d": "ATen (im2col + BLAS)", "NnpackSpatial": "NNPACK"}
+    info["library"] = names.get(info["conv_backend"] or "", info["conv_backend"] or "unknown")
+    return info
 
 
 def versions() -> dict[str, str]:

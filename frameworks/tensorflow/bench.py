@@ -7,6 +7,10 @@ the last loss waits for every step before it.
 
 from __future__ import annotations
 
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,17 +32,49 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
     batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
-    def run_steps(n: int) -> None:
+    def run_steps(n: int) -> float:
         for _ in range(n):
             loss = mnist.train_step(model, optimizer, x, y, tf.constant(next(batches)))
-        loss.numpy()  # host read: waits for the steps before it
+        return float(loss.numpy())  # host read: waits for the steps before it
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
     result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    if cfg.bench.profile:
+        result["profile"] = profile_ops(run_steps, cfg.bench.window_steps)
     if gpu:
         result["peak_gpu_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
         result["device_matmul_gflops"] = gpu_matmul_gflops(m.dtype)
     return result
+
+
+def profile_ops(run_steps: Callable[[int], float], steps: int) -> list[dict[str, Any]]:
+    """Self time of each TensorFlow op over `steps` steps, from tf.profiler's framework_op_stats.
+
+    The trace is read back with the converter TensorBoard's profile plugin uses (private, so
+    guarded: a profile is an aside, never a reason for a benchmark to fail).
+    """
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        try:
+            run_steps(steps)
+        finally:
+            tf.profiler.experimental.stop()
+        try:
+            from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+            paths = [str(p) for p in Path(logdir).rglob("*.xplane.pb")]
+            data, ok = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+            table = json.loads(data)[0] if ok else {"cols": [], "rows": []}
+        except (ImportError, ValueError, IndexError, KeyError):
+            return []
+    ids = [c["id"] for c in table["cols"]]
+    totals = {}
+    for row in table["rows"]:
+        cells = dict(zip(ids, [c.get("v") for c in row["c"]], strict=False))
+        if cells.get("operation") not in (None, "IDLE") and cells.get("total_self_time") is not None:
+            name = f"{cells['operation']} ({cells.get('type')})"
+            totals[name] = (cells["total_self_time"] / 1e6, cells.get("occurrences") or 0)
+    return bm.top_ops(totals, steps)
 
 
 def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 from common.config import RunConfig
@@ -48,6 +50,27 @@ def configure(cfg: RunConfig) -> str:
 def threads() -> int:
     """TensorFlow's intra-op pool size; 0 means its default, one thread per usable core."""
     return tf.config.threading.get_intra_op_parallelism_threads() or usable_cores()
+
+
+def kernels() -> dict[str, Any]:
+    """Whether TensorFlow runs oneDNN kernels here, and its thread pools, as TensorFlow reports them.
+
+    `IsMklEnabled` is TensorFlow's own answer (TF_ENABLE_ONEDNN_OPTS, else its default rule for
+    this CPU); it is private, so guarded. A pool size of 0 means TensorFlow's default: one
+    thread per core this process may run on.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        onednn: bool | None = bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        onednn = None
+    return {
+        "library": {True: "oneDNN", False: "Eigen"}.get(onednn, "unknown"),  # oneDNN off: Eigen's own kernels
+        "onednn": onednn,
+        "threads": threads(),
+        "interop_threads": tf.config.threading.get_inter_op_parallelism_threads() or usable_cores(),
+    }
 
 
 def versions() -> dict[str, str]:
