@@ -138,10 +138,10 @@ def add_parallel_arguments(p: Parser) -> None:
     g = p.add_argument_group("data-parallel training (mnist; docs/distributed.md)")
     g.add_argument(
         "--devices",
-        type=int,
-        default=1,
+        default="1",
         metavar="N",
-        help="train on N devices with each framework's own engine, the batch split evenly (CPU: N simulated devices)",
+        help="train on N devices with each framework's own engine, the batch split evenly (CPU: N simulated devices);"
+        " --benchmark takes a list (1,2) and times each against one device",
     )
     g.add_argument(
         "--processes",
@@ -151,42 +151,61 @@ def add_parallel_arguments(p: Parser) -> None:
     )
 
 
+def device_counts(args: argparse.Namespace) -> tuple[int, ...]:
+    """--devices N or, for --benchmark, a list such as 1,2: whole numbers of 1 or more, repeats dropped."""
+    try:
+        counts = tuple(dict.fromkeys(int(v) for v in str(args.devices).split(",")))
+    except ValueError:
+        raise UserError(
+            f"--devices must be a whole number or, with --benchmark, a comma-separated list, got {args.devices!r}"
+        ) from None
+    for n in counts:
+        if n < 1:
+            raise UserError(f"--devices must be 1 or more, got {n}")
+    if len(counts) > 1 and not args.benchmark:
+        given = args.devices
+        raise UserError(f"--devices takes one value without --benchmark (lists are for --benchmark), got {given}")
+    return counts
+
+
 def check_parallel(args: argparse.Namespace) -> None:
     """--devices and --processes: what no engine can run."""
-    if args.devices < 1:
-        raise UserError(f"--devices must be 1 or more, got {args.devices}")
+    counts = device_counts(args)
     if args.processes is not None and args.processes < 1:
         raise UserError(f"--processes must be 1 or more, got {args.processes}")
-    if args.devices == 1 and args.processes is None:
+    if counts == (1,) and args.processes is None:
         return
-    if args.devices == 1:
+    if counts == (1,):
         raise UserError("--processes runs a data-parallel engine across processes; give --devices 2 or more")
     if args.task != "mnist":
         raise UserError("--devices applies to --task mnist; the plane fit runs on one device")
-    if args.benchmark:
-        raise UserError("--benchmark with --devices is not supported yet; time one device, or train with --devices")
+    if args.benchmark and args.processes is not None:
+        raise UserError("--benchmark times each engine's single-machine form; leave out --processes")
     if args.eval_params:
         raise UserError("--eval-params scores a checkpoint on one device; leave out --devices")
-    if args.processes is not None and args.devices % args.processes:
-        raise UserError(f"--processes {args.processes} does not divide --devices {args.devices} evenly")
+    if args.processes is not None and counts[0] % args.processes:
+        raise UserError(f"--processes {args.processes} does not divide --devices {counts[0]} evenly")
 
 
-def check_batch_split(batch_size: int, devices: int) -> None:
-    if batch_size % devices:
-        raise UserError(
-            f"--batch-size {batch_size} does not split evenly over --devices {devices}; choose a multiple of {devices}"
-        )
+def check_batch_split(batch_sizes: tuple[int, ...], devices: tuple[int, ...]) -> None:
+    for batch_size in batch_sizes:
+        for n in devices:
+            if batch_size % n:
+                raise UserError(
+                    f"--batch-size {batch_size} does not split evenly over --devices {n}; choose a multiple of {n}"
+                )
 
 
 def check_devices_exist(cfg: RunConfig) -> None:
     """More GPUs than exist is refused; on a CPU, N devices are simulated (docs/distributed.md)."""
     par = cfg.parallel
-    if not par.enabled:
+    most = max(par.devices, *cfg.bench.devices)
+    if most < 2:
         return
     gpus = len(cluster.visible_gpus()) if cfg.device != "cpu" and environment.gpu_visible() else 0
-    if gpus and par.devices > gpus:
+    if gpus and most > gpus:
         raise UserError(
-            f"--devices {par.devices}: this machine shows {gpus} GPU{'s' if gpus > 1 else ''}; "
+            f"--devices {most}: this machine shows {gpus} GPU{'s' if gpus > 1 else ''}; "
             "give at most that many, or --device cpu to simulate devices on the CPU"
         )
     if not gpus and par.processes and par.local_devices > 1 and "tensorflow" in cfg.frameworks:
@@ -294,7 +313,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     for size in sizes:
         if size > n_train:
             raise UserError(f"--batch-size {size} is larger than the training set ({n_train} examples)")
-    check_batch_split(mnist.batch_size, args.devices)
+    devices = device_counts(args)
+    check_batch_split(sizes, devices)
     plane_defaults = PlaneConfig()
     plane = PlaneConfig(lr=args.lr or plane_defaults.lr, steps=args.steps or plane_defaults.steps)
     data_dir = user_data_dir(args.data_dir, args.dataset) if args.task == "mnist" else None  # only read
@@ -324,14 +344,15 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         settings=settings_names(args)[0],
         plane=plane,
         mnist=mnist,
-        bench=bench_config(args, sizes),
-        parallel=ParallelConfig(devices=args.devices, processes=args.processes),
+        bench=bench_config(args, sizes, devices),
+        # --benchmark times every count in bench.devices; a training run uses the one given.
+        parallel=ParallelConfig(devices=1 if args.benchmark else devices[0], processes=args.processes),
     )
     seeds.check(cfg)
     return cfg
 
 
-def bench_config(args: argparse.Namespace, sizes: tuple[int, ...]) -> BenchConfig:
+def bench_config(args: argparse.Namespace, sizes: tuple[int, ...], devices: tuple[int, ...]) -> BenchConfig:
     """The benchmark's axes (batch sizes, settings, loops) and protocol, from the options given."""
     defaults = BenchConfig()
     return BenchConfig(
@@ -343,6 +364,7 @@ def bench_config(args: argparse.Namespace, sizes: tuple[int, ...]) -> BenchConfi
         loops=LOOPS if args.textbook else defaults.loops,
         repeats=args.repeat or defaults.repeats,
         profile=args.profile,
+        devices=devices if args.benchmark else defaults.devices,
     )
 
 

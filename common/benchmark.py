@@ -240,15 +240,16 @@ def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     order = [f for f in cfg.frameworks if not launch.missing_modules(f)]
     runs = [not_run(f, "skipped", not_installed(f)) for f in cfg.frameworks if f not in order]
     workers = [
-        (repeat, framework, name, stands_for)
+        (repeat, framework, name, stands_for, devices)
         for repeat in range(cfg.bench.repeats)
         for framework in (order if repeat % 2 == 0 else order[::-1])  # alternate: no framework always goes first
         for name, stands_for in worker_settings(framework, cfg.bench.settings)
+        for devices in cfg.bench.devices  # N > 1: the framework's engine, in processes of its own (torchrun)
     ]
     references = []
-    for i, (repeat, framework, name, stands_for) in enumerate(workers):
-        one = replace(cfg, frameworks=(framework,), settings=name)
-        label = f"{framework}-{name}-{repeat + 1}"
+    for i, (repeat, framework, name, stands_for, devices) in enumerate(workers):
+        one = replace(cfg, frameworks=(framework,), settings=name, parallel=replace(cfg.parallel, devices=devices))
+        label = f"{framework}-{name}-{repeat + 1}" + (f"-{devices}dev" if len(cfg.bench.devices) > 1 else "")
         job = cfg.out_dir / "jobs" / f"{label}.json"
         atomic_write_json(job, one.to_dict())
         load = load_average()
@@ -257,11 +258,12 @@ def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         except KeyboardInterrupt:
             raise interrupted(runs, workers[i:]) from None
         runs.append(
-            {**entry, "settings": name, "stands_for": list(stands_for), "repeat": repeat + 1}
+            {**entry, "settings": name, "stands_for": list(stands_for), "repeat": repeat + 1, "devices": devices}
             | {"load_before": load, "load_after": load_average()}
         )
         if not cfg.quiet:
-            line = f"{summary_line(runs[-1])} ({name} settings, repeat {repeat + 1} of {cfg.bench.repeats})"
+            on = f", {devices} devices" if devices > 1 else ""
+            line = f"{summary_line(runs[-1])} ({name} settings{on}, repeat {repeat + 1} of {cfg.bench.repeats})"
             print(line, file=sys.stderr, flush=True)
         if i + 1 == len(workers) or workers[i + 1][0] != repeat:
             try:
@@ -273,7 +275,7 @@ def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def interrupted(runs: list[dict[str, Any]], left: list[tuple]) -> launch.Interrupted:
     """Ctrl-C: the finished runs, and the workers not run marked `interrupted`."""
-    stopped = [{**not_run(f, "interrupted", "stopped by Ctrl-C"), "settings": s} for _, f, s, _ in left]
+    stopped = [{**not_run(f, "interrupted", "stopped by Ctrl-C"), "settings": s} for _, f, s, _, _ in left]
     return launch.Interrupted([*runs, *stopped])
 
 
@@ -311,12 +313,13 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
             failed.append({k: r.get(k) for k in ("framework", "settings", "repeat", "status", "error")})
             continue
         for case in r.get("cases", []):
-            key = (r["framework"], r["settings"], case["loop"], case["batch_size"])
+            key = (r["framework"], r["settings"], case["loop"], case["batch_size"], case.get("devices", 1))
             groups.setdefault(key, []).append((r, case))
     order = {f: i for i, f in enumerate(cfg["frameworks"])}
     rows = [row(members, reference["gflops"]) for members in groups.values()]
-    rows.sort(key=lambda r: (r["batch_size"], order.get(r["framework"], 99), r["settings"], r["loop"]))
+    rows.sort(key=lambda r: (r["batch_size"], order.get(r["framework"], 99), r["settings"], r["loop"], r["devices"]))
     compare_rows(rows)
+    compare_devices(rows)
     loads = [x for r in doc["runs"] for x in (r.get("load_before"), r.get("load_after")) if x is not None]
     return {
         "schema": SCHEMA,
@@ -361,6 +364,7 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
         "stands_for": run.get("stands_for", [run["settings"]]),
         "loop": case["loop"],
         "batch_size": batch,
+        "devices": case.get("devices", 1),
         "status": "ok",
         "version": run.get("version"),
         "device": run.get("device"),
@@ -380,7 +384,7 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
     }
     if case.get("profile"):  # --profile: the first repeat's
         out["profile"] = case["profile"]
-    for key in ("os_threads", "peak_gpu_mb", "device_matmul_gflops"):
+    for key in ("os_threads", "peak_gpu_mb", "device_matmul_gflops", "engine", "processes", "per_replica_batch"):
         if case.get(key) is not None:
             out[key] = case[key]
     if case.get("device_matmul_gflops"):
@@ -397,9 +401,9 @@ def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def compare_rows(rows: list[dict[str, Any]]) -> None:
-    """Each row against the fastest project loop at its batch size, and a project loop against its textbook."""
-    for batch in {r["batch_size"] for r in rows}:
-        same = [r for r in rows if r["batch_size"] == batch]
+    """Each row against the fastest project loop at its batch size and device count, and against its textbook."""
+    for batch, devices in {(r["batch_size"], r["devices"]) for r in rows}:
+        same = [r for r in rows if r["batch_size"] == batch and r["devices"] == devices]
         project = [r for r in same if r["loop"] == "project"] or same
         fastest = max(project, key=lambda r: r["images_per_second"])
         for r in same:
@@ -411,6 +415,26 @@ def compare_rows(rows: list[dict[str, Any]]) -> None:
             if bar:
                 r["relative_to_textbook"] = r["images_per_second"] / bar[0]["images_per_second"]
                 r["overlaps_textbook"] = overlap(r, bar[0])
+
+
+def compare_devices(rows: list[dict[str, Any]]) -> None:
+    """A data-parallel row against the same case on one device.
+
+    `relative_to_one_device` is images/s on N devices over images/s on one. On a CPU the N
+    devices are simulated and share its cores, at the same total threads, so 1.00x means no
+    data-parallel overhead and nothing can scale; on N GPUs `scaling_efficiency` divides by N too.
+    """
+    one = {(r["framework"], r["settings"], r["loop"], r["batch_size"]): r for r in rows if r["devices"] == 1}
+    for r in rows:
+        base = one.get((r["framework"], r["settings"], r["loop"], r["batch_size"]))
+        if r["devices"] > 1 and base:
+            r["relative_to_one_device"] = r["images_per_second"] / base["images_per_second"]
+            r["scaling_efficiency"] = r["relative_to_one_device"] / r["devices"]
+            r["overlaps_one_device"] = overlap(r, base)
+
+
+def on_gpus(bench: dict[str, Any]) -> bool:
+    return any(not str(r.get("device") or "cpu").startswith("cpu") for r in bench["rows"])
 
 
 def ratio(value: float | None, overlapping: bool) -> str:
@@ -437,15 +461,20 @@ def table_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
     Columns that would be empty in every row (textbook comparison, GPU memory) are left out.
     """
     rows = bench["rows"]
+    # Simulated CPU devices share the cores: their ratio to one device is the overhead, not a scaling.
+    one_device_key = "scaling_efficiency" if on_gpus(bench) else "relative_to_one_device"
     cells: dict[str, Callable[[dict[str, Any]], str]] = {
         "framework": lambda r: r["framework"],
         "settings": settings_label,
         "loop": loop_label,
         "batch": lambda r: str(r["batch_size"]),
+        "devices": lambda r: str(r["devices"]),
         "kernels": lambda r: r["kernels"],
-        "threads": lambda r: str(r["threads"]),
+        "threads": lambda r: f"{r['threads']} x {r['processes']}" if r.get("processes", 1) > 1 else str(r["threads"]),
         "first step s": lambda r: f"{r['first_step_s']:.2f}",
         "images/s": lambda r: f"{r['images_per_second']:,.0f}",
+        "per device": lambda r: f"{r['images_per_second'] / r['devices']:,.0f}",
+        "vs 1 device": lambda r: ratio(r.get(one_device_key), r.get("overlaps_one_device", False)),
         "spread": lambda r: f"{r['images_per_second_low']:,.0f}-{r['images_per_second_high']:,.0f}",
         "CPU ms/step": lambda r: f"{r['cpu_step_ms']:.1f}" if r.get("cpu_step_ms") is not None else "-",
         "of CPU BLAS": lambda r: f"{100 * r['fraction_of_reference']:.0f}%",
@@ -457,7 +486,11 @@ def table_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
             f"{100 * r['fraction_of_device_matmul']:.1f}%" if "fraction_of_device_matmul" in r else "-"
         ),
     }
+    several = len({r["devices"] for r in rows}) > 1
     shown = {
+        "devices": several,
+        "per device": several,
+        "vs 1 device": several,
         "vs textbook": any("relative_to_textbook" in r for r in rows),
         "GPU MB": any("peak_gpu_mb" in r for r in rows),
         "of GPU matmul": any("fraction_of_device_matmul" in r for r in rows),
@@ -499,7 +532,24 @@ def notes(bench: dict[str, Any]) -> list[str]:
         f"machine: {cpu}, {env.get('cores')} cores"
         + (f"; 1-minute load average {load['min']:.1f}-{load['max']:.1f} during the run" if load else ""),
     ]
+    if len({r["devices"] for r in bench["rows"]}) > 1:
+        lines.append(devices_note(bench))
     return lines
+
+
+def devices_note(bench: dict[str, Any]) -> str:
+    if on_gpus(bench):
+        return (
+            "devices: each engine's single-machine form on N GPUs; vs 1 device: the scaling efficiency, images/s on"
+            " N devices over N x images/s on one (1.00x: perfect scaling)"
+        )
+    cores = bench["environment"].get("cores")
+    return (
+        f"devices: simulated on this CPU, sharing its {cores} cores at the same total threads (PyTorch: one thread"
+        " per replica process; TensorFlow and JAX: one pool for all replicas), so nothing can scale; vs 1 device:"
+        " images/s on N devices over images/s on one, the data-parallel overhead (1.00x: none); threads 1 x 2: one"
+        " thread in each of two processes, whose CPU time is not summed (CPU ms/step '-')"
+    )
 
 
 def goals(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
@@ -509,7 +559,10 @@ def goals(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
         used = [
             r
             for r in bench["rows"]
-            if r["batch_size"] == batch and r["loop"] == "project" and bench["training_settings"] in r["stands_for"]
+            if r["batch_size"] == batch
+            and r["loop"] == "project"
+            and r["devices"] == 1  # the goals are about one device
+            and bench["training_settings"] in r["stands_for"]
         ]
         if not used:
             continue

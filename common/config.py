@@ -76,6 +76,9 @@ class BenchConfig:
     loops: tuple[str, ...] = ("project",)  # "textbook": each framework's tutorial loop as the bar
     repeats: int = 1
     profile: bool = False  # one more window of each loop under the framework's own profiler
+    # --benchmark --devices 1,2: the data-parallel step on N devices (each engine's single-machine
+    # form), timed against one device; on a CPU the N devices share its cores.
+    devices: tuple[int, ...] = (1,)
 
 
 # What the MNIST defaults are documented to reach (README); --seeds says how often they do.
@@ -166,7 +169,7 @@ class RunConfig:
         d["plane"] = PlaneConfig(**d["plane"])
         d["mnist"] = MnistConfig(**d["mnist"])
         bench = dict(d["bench"])
-        for axis in ("batch_sizes", "settings", "loops"):  # JSON has lists; the config keeps tuples
+        for axis in ("batch_sizes", "settings", "loops", "devices"):  # JSON has lists; the config keeps tuples
             if axis in bench:
                 bench[axis] = tuple(bench[axis])
         d["bench"] = BenchConfig(**bench)

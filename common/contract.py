@@ -155,6 +155,7 @@ BENCH = Module(
     "bench",
     (
         one("bench", "benchmark", "13b"),
+        one("bench", "benchmark_parallel", "16"),
         one("bench", "profile_ops"),
         one("bench", "gpu_matmul_gflops"),
     ),

@@ -84,6 +84,8 @@ def run_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> d
     tutorial loop, with the same signature and the same protocol (common.benchmark). Peak RSS
     is the process's peak so far, so with batch sizes ascending it is each case's own.
     """
+    if cfg.parallel.enabled:
+        return run_parallel_benchmark(cfg, fw, data, device)
     cases = []
     for batch_size in sorted(cfg.bench.batch_sizes):
         one = replace(cfg, mnist=replace(cfg.mnist, batch_size=batch_size))
@@ -91,6 +93,26 @@ def run_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> d
             module = importlib.import_module(f"{fw.__name__}.{'bench' if loop == 'project' else 'textbook'}")
             result = module.benchmark(one, mnist_init(cfg.seed), data, device)
             cases.append({"loop": loop, **result, "peak_rss_mb": peak_rss_mb()})
+    return {"cases": cases}
+
+
+def run_parallel_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> dict[str, Any]:
+    """--benchmark --devices N: parallel.py's data-parallel step at each batch size; every rank times, rank 0 records.
+
+    Only this project's loop: the textbook loops are single-device tutorials.
+    """
+    bench = importlib.import_module(f"{fw.__name__}.bench")
+    parallel = importlib.import_module(f"{fw.__name__}.parallel")
+    engine = parallel.setup(cfg, device)
+    cases = []
+    for batch_size in sorted(cfg.bench.batch_sizes):
+        one = replace(cfg, mnist=replace(cfg.mnist, batch_size=batch_size))
+        result = bench.benchmark_parallel(one, engine, mnist_init(cfg.seed), data, device)
+        if engine.processes > 1:  # this process's CPU time is one replica's, not the step's
+            result.pop("window_cpu_ms", None)
+        record = {**engine.record(), "per_replica_batch": batch_size // engine.devices}
+        cases.append({"loop": "project", **result, **record, "peak_rss_mb": peak_rss_mb()})
+    parallel.close(engine)
     return {"cases": cases}
 
 

@@ -154,8 +154,18 @@ def test_torchruns_report_names_the_root_cause_first() -> None:
         (("--processes", "2"), "--processes runs a data-parallel engine across processes; give --devices 2 or more"),
         (("--task", "plane", "--devices", "2"), "--devices applies to --task mnist; the plane fit runs on one device"),
         (
-            ("--benchmark", "--devices", "2"),
-            "--benchmark with --devices is not supported yet; time one device, or train with --devices",
+            ("--benchmark", "--devices", "1,2", "--processes", "2"),
+            "--benchmark times each engine's single-machine form; leave out --processes",
+        ),
+        (("--devices", "1,2"), "--devices takes one value without --benchmark (lists are for --benchmark), got 1,2"),
+        (("--benchmark", "--devices", "1,0"), "--devices must be 1 or more, got 0"),
+        (
+            ("--benchmark", "--devices", "two"),
+            "--devices must be a whole number or, with --benchmark, a comma-separated list, got 'two'",
+        ),
+        (
+            ("--benchmark", "--devices", "1,2", "--batch-size", "100,75"),
+            "--batch-size 75 does not split evenly over --devices 2; choose a multiple of 2",
         ),
         (
             ("--eval-params", "x.npz", "--devices", "2"),
@@ -174,7 +184,11 @@ def test_torchruns_report_names_the_root_cause_first() -> None:
         "zero-processes",
         "processes-alone",
         "plane",
-        "benchmark",
+        "benchmark-processes",
+        "list-without-benchmark",
+        "benchmark-zero",
+        "benchmark-not-a-number",
+        "benchmark-batch-split",
         "eval",
         "tf-cpu",
     ],
@@ -431,3 +445,73 @@ def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> 
     (tmp_path / "pytorch.rank1.json").write_text(json.dumps({"rank": 1, "error": "ValueError: boom", "failed_at": 0.5}))
     group.tails = [[]]
     assert group.failure(True, tmp_path / "pytorch.json", tmp_path / "log") == "rank 1: ValueError: boom"
+
+
+# --- Speed: --benchmark --devices 1,2 ---
+
+
+def bench_row(framework: str, devices: int, images: float, device: str = "cpu") -> dict:
+    return {
+        "framework": framework,
+        "settings": "fastest",
+        "loop": "project",
+        "batch_size": 100,
+        "devices": devices,
+        "device": device,
+        "images_per_second": images,
+        "images_per_second_low": images * 0.98,
+        "images_per_second_high": images * 1.02,
+    }
+
+
+def test_data_parallel_speed_is_compared_with_one_device() -> None:
+    """On a CPU the devices share the cores: the ratio is the overhead; on GPUs, the scaling efficiency."""
+    from common import benchmark
+
+    rows = [bench_row("jax", 1, 1000.0), bench_row("jax", 2, 900.0), bench_row("jax", 3, 990.0)]
+    benchmark.compare_devices(rows)
+    assert "relative_to_one_device" not in rows[0]
+    assert rows[1]["relative_to_one_device"] == pytest.approx(0.9)
+    assert rows[1]["scaling_efficiency"] == pytest.approx(0.45)
+    assert rows[2]["overlaps_one_device"] and not rows[1]["overlaps_one_device"]
+
+
+@pytest.mark.parametrize(("device", "shown"), [("cpu", "0.90x"), ("gpu:0 (NVIDIA H200)", "0.45x")])
+def test_the_speed_table_says_what_its_devices_are(device: str, shown: str) -> None:
+    from common import benchmark
+
+    rows = [bench_row("jax", 1, 1000.0, device), bench_row("jax", 2, 900.0, device)]
+    benchmark.compare_devices(rows)
+    for r in rows:
+        r |= {"stands_for": ["fastest"], "kernels": "XLA", "threads": 2, "first_step_s": 1.0, "step_ms": 1.0}
+        r |= {"gflops": 1.0, "fraction_of_reference": 0.1, "relative_to_fastest": 1.0}
+    bench = {"rows": rows, "environment": {"cores": 2}, "failed": []}
+    columns, lines = benchmark.table_rows(bench)
+    assert {"devices", "per device", "vs 1 device"} <= set(columns)
+    cell = dict(zip(columns, lines[1], strict=True))
+    assert (cell["devices"], cell["per device"], cell["vs 1 device"]) == ("2", "450", shown)
+    note = benchmark.devices_note(bench)
+    assert ("scaling efficiency" in note) == (device != "cpu")
+    assert ("sharing its 2 cores" in note) == (device == "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_benchmark_times_each_engine_against_one_device(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    args = ("--benchmark", "--devices", "1,2", "--train-limit", "600", "--batch-size", "60", "--settings", "fastest")
+    proc = run_compare(*args, "--windows", "2", "--window-steps", "3", "--out", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    by = {(r["framework"], r["devices"]): r for r in rows}
+    assert set(by) == {(f, n) for f in ("pytorch", "tensorflow", "jax") for n in (1, 2)}
+    engines = {f: by[(f, 2)]["engine"] for f in ("pytorch", "tensorflow", "jax")}
+    assert engines["pytorch"] == "DistributedDataParallel" and engines["tensorflow"] == "MirroredStrategy"
+    for f in ("pytorch", "tensorflow", "jax"):
+        assert by[(f, 2)]["per_replica_batch"] == 30
+        assert by[(f, 2)]["relative_to_one_device"] > 0
+        assert "relative_to_one_device" not in by[(f, 1)]
+    assert by[("pytorch", 2)]["processes"] == 2 and by[("jax", 2)]["processes"] == 1
+    assert "devices: simulated on this CPU" in proc.stdout

@@ -19,7 +19,8 @@ import tensorflow as tf
 from common import benchmark as bm
 from common.config import RunConfig
 from common.data import Mnist
-from frameworks.tensorflow import mnist, runtime
+from common.parallel import Engine
+from frameworks.tensorflow import mnist, parallel, runtime
 
 GPU_MATMUL_N = 8192
 
@@ -44,6 +45,27 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     if gpu:
         result["peak_gpu_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
         result["device_matmul_gflops"] = gpu_matmul_gflops(m.dtype)
+    return result
+
+
+def benchmark_parallel(cfg: RunConfig, engine: Engine, init: dict, data: Mnist, device: str) -> dict[str, Any]:
+    """parallel.py's data-parallel step on engine.devices devices, under the same protocol (--benchmark --devices).
+
+    As parallel.train runs it: each step takes this replica's rows of the shared global batch.
+    """
+    m = cfg.mnist
+    model, optimizer = parallel.create_model(engine, m, init, device)
+    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+
+    def run_steps(n: int) -> float:
+        for _ in range(n):
+            idx = next(batches)
+            x, y = parallel.shard(engine, data.train_images[idx], data.train_labels[idx], device)
+            loss = parallel.train_step(model, optimizer, x, y)
+        return float(loss.numpy())  # host read: waits for every replica's step
+
+    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
+    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
     return result
 
 
