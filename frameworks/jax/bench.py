@@ -66,7 +66,8 @@ def benchmark_parallel(cfg: RunConfig, engine: Engine, init: dict, data: Mnist, 
             idx = next(batches)
             x, y = parallel.shard(engine, data.train_images[idx], data.train_labels[idx], device)
             loss = parallel.train_step(model, optimizer, x, y)
-        return float(parallel.local(loss))  # host read of this process's copy: waits for the step
+        # JAX: with --processes the loss spans other processes' devices; read this process's copy
+        return float(loss.addressable_data(0))  # host read: waits for the step
 
     result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
     result.update(threads=runtime.threads(), os_threads=bm.os_threads())
