@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# Test processes for `make test`: auto is one per core (JOBS=0: one after another, in one process).
+JOBS ?= auto
 # The CNN's dataset: mnist or fashion-mnist (make run DATASET=fashion-mnist).
 DATASET ?= mnist
 
@@ -12,8 +14,9 @@ DATASET ?= mnist
 run: $(STAMP) data
 	$(PY) compare.py --task mnist --dataset $(DATASET) $(ARGS)
 
+# Tests run on every core (pytest-xdist); the ones sharing a compare run keep to one worker.
 test: $(STAMP) data
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
 
 plane: $(STAMP)
 	$(PY) compare.py --task plane $(ARGS)

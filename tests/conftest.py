@@ -33,9 +33,15 @@ def runs_by_framework(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["framework"]: r for r in doc["runs"]}
 
 
+SHORT_MNIST = ("--task", "mnist", "--epochs", "1", "--train-limit", "5000")
+# The tests that read short_mnist keep to one pytest-xdist worker (make test: --dist loadgroup),
+# so that the run is made once, not once per worker.
+ON_SHORT_MNIST = pytest.mark.xdist_group("short_mnist")
+
+
 @pytest.fixture(scope="session")
 def short_mnist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """One epoch on 5,000 examples in all three frameworks, shared by several tests."""
+    """One epoch on 5,000 examples in all three frameworks (SHORT_MNIST), shared by several tests."""
     out = tmp_path_factory.mktemp("short") / "run"
-    proc = run_compare("--task", "mnist", "--epochs", "1", "--train-limit", "5000", "--out", str(out))
+    proc = run_compare(*SHORT_MNIST, "--out", str(out))
     return out, proc

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,13 +47,25 @@ def test_jax_abs_alone_would_give_one() -> None:
     assert float(jax.grad(jnp.abs)(0.0)) == 1.0
 
 
+# The tests that read plane_run keep to one pytest-xdist worker, so that it runs once.
+ON_PLANE_RUN = pytest.mark.xdist_group("plane_run")
+
+
+@pytest.fixture(scope="module")
+def plane_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The three plane fits, one thread each (--threads 1: a setting that must not move a number)."""
+    out = tmp_path_factory.mktemp("plane") / "run"
+    return out, run_compare("--task", "plane", "--threads", "1", "--out", str(out))
+
+
+@ON_PLANE_RUN
 @pytest.mark.pytorch
 @pytest.mark.tensorflow
 @pytest.mark.jax
-def test_three_plane_fits_agree_and_reach_the_optimum(tmp_path) -> None:
-    proc = run_compare("--task", "plane", "--out", str(tmp_path / "plane"))
+def test_three_plane_fits_agree_and_reach_the_optimum(plane_run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    out, proc = plane_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    doc = load_results(tmp_path / "plane")
+    doc = load_results(out)
     runs = runs_by_framework(doc)
     assert set(runs) == {"pytorch", "tensorflow", "jax"}
     assert all(r["status"] == "ok" for r in runs.values())
@@ -66,3 +80,13 @@ def test_three_plane_fits_agree_and_reach_the_optimum(tmp_path) -> None:
     assert doc["parity"]["passed"] is True
     assert {c["name"] for c in doc["parity"]["checks"]} >= {"a, b at every iteration (float64): max abs difference"}
     assert "pytorch" in proc.stdout and "AGREE" in proc.stdout
+
+
+@ON_PLANE_RUN
+@pytest.mark.pytorch
+@pytest.mark.tensorflow
+@pytest.mark.jax
+def test_threads_reach_all_three_frameworks(plane_run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    """PyTorch set_num_threads, TensorFlow's two pools, JAX through the worker's CPU affinity."""
+    threads = {f: r["threads"] for f, r in runs_by_framework(load_results(plane_run[0])).items()}
+    assert threads == {"pytorch": 1, "tensorflow": 1, "jax": 1}

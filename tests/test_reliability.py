@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import compare
 from common import launch
 from common.config import RunConfig
 from common.data import MNIST_FILES
-from tests.conftest import ROOT, load_results, run_compare, runs_by_framework
+from tests.conftest import ON_SHORT_MNIST, ROOT, SHORT_MNIST, load_results, run_compare, runs_by_framework
 
 
 def fake_torch(tmp_path: Path, body: str) -> dict[str, str]:
@@ -57,12 +58,12 @@ def test_a_hanging_framework_is_stopped_after_the_timeout(tmp_path: Path) -> Non
     out = tmp_path / "run"
     env = fake_torch(tmp_path, "import time\ntime.sleep(600)\n")
     start = time.monotonic()
-    args = ("--task", "plane", "--frameworks", "pytorch,jax", "--timeout", "30")  # 30 s: jax must start in time
+    args = ("--task", "plane", "--frameworks", "pytorch,jax", "--timeout", "20")  # 20 s: jax's whole fit takes ~5
     proc = run_compare(*args, "--out", str(out), env=env)
     assert time.monotonic() - start < 120
     assert proc.returncode == 1
     runs = runs_by_framework(load_results(out))
-    assert runs["pytorch"] == {**runs["pytorch"], "status": "failed", "error": "timed out after 30 s (raise --timeout)"}
+    assert runs["pytorch"] == {**runs["pytorch"], "status": "failed", "error": "timed out after 20 s (raise --timeout)"}
     assert runs["jax"]["status"] == "ok"
 
 
@@ -82,13 +83,23 @@ def test_ctrl_c_records_what_finished_and_leaves_valid_results(tmp_path: Path) -
     env = fake_torch(tmp_path, "import time\ntime.sleep(600)\n")
     cmd = [sys.executable, str(ROOT / "compare.py"), "--quiet", "--task", "plane", "--out", str(out)]
     cmd += ["--frameworks", "jax,pytorch,tensorflow"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out / "logs" / "pytorch.log").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # jax has finished and been collected: the pytorch worker has started
-    time.sleep(1.0)  # and is now hanging in `import torch`
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=180)  # generous: a loaded CI machine renders the report slowly
+    # A shell's background job (`make test &`) starts with SIGINT ignored, and an ignored signal stays
+    # ignored across exec; a handled one is reset to the default. So handle it while compare.py starts,
+    # and Ctrl-C reaches it as it does from a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "logs" / "pytorch.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)  # jax has finished and been collected: the pytorch worker has started
+        time.sleep(1.0)  # and is now hanging in `import torch`
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=180)  # generous: a loaded CI machine renders the report slowly
+    finally:
+        proc.kill()  # a failed wait must not leave compare.py running its remaining frameworks
     assert proc.returncode == 130
     runs = runs_by_framework(load_results(out))
     assert runs["jax"]["status"] == "ok"
@@ -114,20 +125,19 @@ def test_a_diverging_loss_fails_with_the_step_named(tmp_path: Path) -> None:
 @pytest.mark.pytorch
 @pytest.mark.tensorflow
 @pytest.mark.jax
-def test_the_same_command_twice_gives_the_same_numbers(tmp_path: Path) -> None:
+@ON_SHORT_MNIST
+def test_the_same_command_twice_gives_the_same_numbers(short_mnist: tuple[Path, Any], tmp_path: Path) -> None:
     """On the CPU every framework is deterministic: identical losses, accuracies and weights."""
-    args = ("--train-limit", "2000", "--epochs", "1")
-    docs = []
-    for name in ("first", "second"):
-        proc = run_compare(*args, "--out", str(tmp_path / name))
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        docs.append(runs_by_framework(load_results(tmp_path / name)))
+    first_out, second_out = short_mnist[0], tmp_path / "second"
+    proc = run_compare(*SHORT_MNIST, "--out", str(second_out))  # the command short_mnist ran
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    docs = [runs_by_framework(load_results(out)) for out in (first_out, second_out)]
     for framework in ("pytorch", "tensorflow", "jax"):
         first, second = docs[0][framework], docs[1][framework]
         assert first["step_losses"] == second["step_losses"], framework
         assert first["test_accuracy"] == second["test_accuracy"], framework
         assert first["peak_rss_mb"] > 0
-        with np.load(tmp_path / "first" / first["params"]) as a, np.load(tmp_path / "second" / second["params"]) as b:
+        with np.load(first_out / first["params"]) as a, np.load(second_out / second["params"]) as b:
             for key in a.files:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"{framework} {key}")
 

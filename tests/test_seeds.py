@@ -20,6 +20,7 @@ from tests.conftest import ROOT, load_results, run_compare
 from tests.test_report import ENVIRONMENT, PNG_MAGIC, mnist_run
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
+TWO = ("pytorch", "jax")  # where the claim is about compare.py, not a framework
 PASSING = [parity.check("initial logits on the first batch: max abs difference", 3e-7, 1e-5, "pytorch vs jax")]
 
 
@@ -307,12 +308,15 @@ def test_ctrl_c_keeps_the_finished_seeds(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.slow
 @pytest.mark.pytorch
-@pytest.mark.tensorflow
 @pytest.mark.jax
 def test_a_real_two_seed_run(tmp_path: Path) -> None:
-    """Two seeds, 10 steps each: every seed is a whole single run, the statistics are its numbers."""
+    """Two seeds, 10 steps each: every seed is a whole single run, the statistics are its numbers.
+
+    Two frameworks suffice for the seed machinery (TensorFlow's start-up would double its time).
+    """
     out = tmp_path / "seeds"
     cmd = [sys.executable, str(ROOT / "compare.py"), "--seeds", "0,1", "--train-limit", "1000", "--epochs", "1"]
+    cmd += ["--frameworks", ",".join(TWO)]
     proc = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     doc = load_results(out)
     status = parity.status_of(doc["parity"])
@@ -322,14 +326,14 @@ def test_a_real_two_seed_run(tmp_path: Path) -> None:
         assert line in proc.stderr  # progress names the seed
     assert " ± " in proc.stdout  # mean ± std per framework
     assert [(r["seed"], r["framework"], r["status"]) for r in doc["runs"]] == [
-        (s, f, "ok") for s in (0, 1) for f in FRAMEWORKS
+        (s, f, "ok") for s in (0, 1) for f in TWO
     ]
     for s in (0, 1):
         own = load_results(out / f"seed-{s}")
         assert own["config"]["seed"] == s and own["config"]["seeds"] == []
         assert [r["step_losses"] for r in own["runs"]] == [r["step_losses"] for r in doc["runs"] if r["seed"] == s]
         assert all(c["passed"] for c in own["parity"]["checks"])
-        for f in FRAMEWORKS:
+        for f in TWO:
             assert (out / f"seed-{s}" / "probes" / f"{f}.npz").is_file()
             assert (out / f"seed-{s}" / "params" / f"{f}.npz").is_file()
     accuracy = {(r["seed"], r["framework"]): 100 * r["test_accuracy"] for r in doc["runs"]}

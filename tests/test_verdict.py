@@ -136,17 +136,6 @@ def test_overwrite_replaces_an_earlier_run(tmp_path: Path) -> None:
 @pytest.mark.pytorch
 @pytest.mark.tensorflow
 @pytest.mark.jax
-def test_threads_reach_all_three_frameworks(tmp_path: Path) -> None:
-    """PyTorch set_num_threads, TensorFlow's two pools, JAX through the worker's CPU affinity."""
-    proc = run_compare("--task", "plane", "--threads", "1", "--out", str(tmp_path / "t"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    threads = {f: r["threads"] for f, r in runs_by_framework(load_results(tmp_path / "t")).items()}
-    assert threads == {"pytorch": 1, "tensorflow": 1, "jax": 1}
-
-
-@pytest.mark.pytorch
-@pytest.mark.tensorflow
-@pytest.mark.jax
 def test_device_gpu_where_a_framework_sees_none_is_one_line(tmp_path: Path, capfd) -> None:
     """Past compare's own check (a GPU the frameworks cannot use): each worker fails in one line."""
     cfg = RunConfig(task="plane", device="gpu", out=str(tmp_path), quiet=True)
