@@ -14,9 +14,9 @@ DATASET ?= mnist
 run: $(STAMP) data
 	$(PY) compare.py --task mnist --dataset $(DATASET) $(ARGS)
 
-# Tests run on every core (pytest-xdist); the ones sharing a compare run keep to one worker.
+# Tests run on every core (pytest-xdist); a run several tests read is made once (tests/conftest.py).
 test: $(STAMP) data
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(JOBS) $(ARGS)
 
 plane: $(STAMP)
 	$(PY) compare.py --task plane $(ARGS)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,15 +34,32 @@ def runs_by_framework(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["framework"]: r for r in doc["runs"]}
 
 
+def shared_run(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, args: tuple[str, ...]
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """One compare.py run for the whole test session, whichever pytest-xdist worker asks first.
+
+    pytest-xdist's recipe for a session fixture made once: the workers' temporary directories
+    share a parent, and a file lock lets one make the run while the others wait for it.
+    """
+    if worker_id == "master":  # not under xdist: an ordinary session fixture
+        out = tmp_path_factory.mktemp(name) / "run"
+        return out, run_compare(*args, "--out", str(out))
+    root = tmp_path_factory.getbasetemp().parent
+    out, record = root / name / "run", root / name / "process.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not record.is_file():
+            out.parent.mkdir()
+            proc = run_compare(*args, "--out", str(out))
+            record.write_text(json.dumps([proc.returncode, proc.stdout, proc.stderr]))
+    returncode, stdout, stderr = json.loads(record.read_text())
+    return out, subprocess.CompletedProcess(args, returncode, stdout, stderr)
+
+
 SHORT_MNIST = ("--task", "mnist", "--epochs", "1", "--train-limit", "5000")
-# The tests that read short_mnist keep to one pytest-xdist worker (make test: --dist loadgroup),
-# so that the run is made once, not once per worker.
-ON_SHORT_MNIST = pytest.mark.xdist_group("short_mnist")
 
 
 @pytest.fixture(scope="session")
-def short_mnist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+def short_mnist(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, subprocess.CompletedProcess]:
     """One epoch on 5,000 examples in all three frameworks (SHORT_MNIST), shared by several tests."""
-    out = tmp_path_factory.mktemp("short") / "run"
-    proc = run_compare(*SHORT_MNIST, "--out", str(out))
-    return out, proc
+    return shared_run(tmp_path_factory, worker_id, "short-mnist", SHORT_MNIST)

@@ -18,7 +18,7 @@ import pytest
 from common import benchmark, environment, hlo, launch, plots, report, settings
 from common.config import FRAMEWORKS, BenchConfig, RunConfig
 from common.flops import train_flops_per_image
-from tests.conftest import ON_SHORT_MNIST, load_results, run_compare
+from tests.conftest import load_results, run_compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -308,7 +308,6 @@ def test_benchmark_cases_settings_and_textbook_loops(tmp_path: Path) -> None:
 @pytest.mark.pytorch
 @pytest.mark.tensorflow
 @pytest.mark.jax
-@ON_SHORT_MNIST
 def test_training_runs_record_their_settings_and_kernels(short_mnist: tuple[Path, Any]) -> None:
     doc = load_results(short_mnist[0])
     assert doc["config"]["settings"] == settings.TRAINING

@@ -11,7 +11,7 @@ import pytest
 from common.config import MnistConfig
 from common.layout import conv_hwio_to_oihw, conv_oihw_to_hwio, fc_chw_to_hwc, fc_hwc_to_chw, from_nhwc, to_nhwc
 from common.weights import mnist_init
-from tests.conftest import ON_SHORT_MNIST, load_results, run_compare, runs_by_framework
+from tests.conftest import load_results, run_compare, runs_by_framework
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 FRAMEWORK_PARAMS = [pytest.param(f, marks=getattr(pytest.mark, f)) for f in FRAMEWORKS]
@@ -67,7 +67,6 @@ def test_native_init_follows_the_seed(framework: str) -> None:
 
 
 @pytest.mark.slow
-@ON_SHORT_MNIST
 class TestShortRun:
     """One epoch on 5,000 examples from the shared start (the session fixture short_mnist)."""
 

@@ -11,7 +11,7 @@ import pytest
 
 from common.data import PLANE_POINTS
 from common.metrics import plane_loss, plane_optimum
-from tests.conftest import load_results, run_compare, runs_by_framework
+from tests.conftest import load_results, runs_by_framework, shared_run
 
 FRAMEWORK_PARAMS = [pytest.param(f, marks=getattr(pytest.mark, f)) for f in ("pytorch", "tensorflow", "jax")]
 
@@ -47,18 +47,12 @@ def test_jax_abs_alone_would_give_one() -> None:
     assert float(jax.grad(jnp.abs)(0.0)) == 1.0
 
 
-# The tests that read plane_run keep to one pytest-xdist worker, so that it runs once.
-ON_PLANE_RUN = pytest.mark.xdist_group("plane_run")
-
-
-@pytest.fixture(scope="module")
-def plane_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+@pytest.fixture(scope="session")
+def plane_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, subprocess.CompletedProcess]:
     """The three plane fits, one thread each (--threads 1: a setting that must not move a number)."""
-    out = tmp_path_factory.mktemp("plane") / "run"
-    return out, run_compare("--task", "plane", "--threads", "1", "--out", str(out))
+    return shared_run(tmp_path_factory, worker_id, "plane", ("--task", "plane", "--threads", "1"))
 
 
-@ON_PLANE_RUN
 @pytest.mark.pytorch
 @pytest.mark.tensorflow
 @pytest.mark.jax
@@ -82,7 +76,6 @@ def test_three_plane_fits_agree_and_reach_the_optimum(plane_run: tuple[Path, sub
     assert "pytorch" in proc.stdout and "AGREE" in proc.stdout
 
 
-@ON_PLANE_RUN
 @pytest.mark.pytorch
 @pytest.mark.tensorflow
 @pytest.mark.jax

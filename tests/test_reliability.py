@@ -18,7 +18,7 @@ import compare
 from common import launch
 from common.config import RunConfig
 from common.data import MNIST_FILES
-from tests.conftest import ON_SHORT_MNIST, ROOT, SHORT_MNIST, load_results, run_compare, runs_by_framework
+from tests.conftest import ROOT, SHORT_MNIST, load_results, run_compare, runs_by_framework
 
 
 def fake_torch(tmp_path: Path, body: str) -> dict[str, str]:
@@ -109,13 +109,16 @@ def test_ctrl_c_records_what_finished_and_leaves_valid_results(tmp_path: Path) -
 
 @pytest.mark.slow
 @pytest.mark.pytorch
-@pytest.mark.tensorflow
 @pytest.mark.jax
 def test_a_diverging_loss_fails_with_the_step_named(tmp_path: Path) -> None:
+    """common.recorder watches every framework's losses alike: two frameworks show it."""
     out = tmp_path / "nan"
-    proc = run_compare("--lr", "1e6", "--train-limit", "1000", "--epochs", "1", "--out", str(out))
+    args = ("--lr", "1e6", "--train-limit", "1000", "--epochs", "1", "--frameworks", "pytorch,jax")
+    proc = run_compare(*args, "--out", str(out))
     assert proc.returncode == 1
-    for framework, run in runs_by_framework(load_results(out)).items():
+    runs = runs_by_framework(load_results(out))
+    assert set(runs) == {"pytorch", "jax"}
+    for framework, run in runs.items():
         assert run["status"] == "failed", framework
         assert run["error"].startswith("loss became "), run["error"]
         assert " at step " in run["error"] and run["error"].endswith("; lower --lr")
@@ -125,7 +128,6 @@ def test_a_diverging_loss_fails_with_the_step_named(tmp_path: Path) -> None:
 @pytest.mark.pytorch
 @pytest.mark.tensorflow
 @pytest.mark.jax
-@ON_SHORT_MNIST
 def test_the_same_command_twice_gives_the_same_numbers(short_mnist: tuple[Path, Any], tmp_path: Path) -> None:
     """On the CPU every framework is deterministic: identical losses, accuracies and weights."""
     first_out, second_out = short_mnist[0], tmp_path / "second"
