@@ -211,7 +211,7 @@ def test_ctrl_c_after_training_keeps_results(tmp_path: Path, monkeypatch, capsys
         args = ["--task", "plane"]
     else:
         monkeypatch.setattr(benchmark, "numpy_reference", interrupt)
-        args = ["--task", "mnist", "--benchmark", "--train-limit", "1000"]
+        args = ["--task", "mnist", "--benchmark", "--train-limit", "1000", "--windows", "2", "--window-steps", "3"]
     assert compare.main([*args, "--frameworks", "jax", "--out", str(out), "--quiet"]) == 130
     assert "Traceback" not in capsys.readouterr().err
     assert runs_by_framework(load_results(out))["jax"]["status"] == "ok"
