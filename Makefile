@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-# Test processes for `make test`: auto is one per core (JOBS=0: one after another, in one process).
+# Test processes for `make test`: one per core (the suite is CPU-bound: more only adds contention);
+# JOBS=0 runs them one after another, in one process.
 JOBS ?= auto
 # The CNN's dataset: mnist or fashion-mnist (make run DATASET=fashion-mnist).
 DATASET ?= mnist
@@ -16,7 +17,7 @@ run: $(STAMP) data
 
 # Tests run on every core (pytest-xdist); a run several tests read is made once (tests/conftest.py).
 test: $(STAMP) data
-	$(PY) -m pytest -n $(JOBS) $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist worksteal $(ARGS)
 
 plane: $(STAMP)
 	$(PY) compare.py --task plane $(ARGS)
