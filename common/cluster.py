@@ -92,7 +92,8 @@ def ranked(framework: str, cfg: RunConfig) -> bool:
 def torchrun(cfg: RunConfig, worker: list[str], gpus: list[str] | None) -> list[Member]:
     """torchrun, one process per replica: --standalone, or P nodes meeting at a static rendezvous."""
     par = cfg.parallel
-    launcher = [sys.executable, "-m", "torch.distributed.run"]
+    # torchrun's per-rank log directories go with the run (by default it leaves one in /tmp per run).
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--log-dir={cfg.out_dir / 'logs' / 'torchrun'}"]
     # torchrun would set OMP_NUM_THREADS=1 itself (with a banner): one thread per replica.
     env = {"OMP_NUM_THREADS": str(cfg.threads or 1)}
     if par.processes is None:

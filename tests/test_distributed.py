@@ -71,14 +71,16 @@ def test_single_device_is_one_worker() -> None:
 def test_pytorch_is_started_by_torchrun() -> None:
     worker = ["frameworks.worker", "pytorch", "j", "r"]
     [standalone] = cluster.members("pytorch", config(3), worker)
-    assert standalone.cmd[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m", *worker]
+    log_dir = f"--log-dir={config(3).out_dir / 'logs' / 'torchrun'}"  # not /tmp/torchelastic_*, left behind
+    launcher = ["-m", "torch.distributed.run", log_dir]
+    assert standalone.cmd[1:] == [*launcher, "--standalone", "--nproc-per-node=3", "-m", *worker]
     assert standalone.env == {"OMP_NUM_THREADS": "1"}  # one thread per replica
     nodes = cluster.members("pytorch", config(4, 2, threads=2), worker)
     assert [n.rank for n in nodes] == [0, 1]
     port = nodes[0].cmd[nodes[0].cmd.index("--nnodes=2") + 4]
     assert port.startswith("--master-port=")
     for i, node in enumerate(nodes):
-        assert node.cmd[3:8] == [
+        assert node.cmd[4:9] == [
             "--nnodes=2",
             f"--node-rank={i}",
             "--nproc-per-node=2",
