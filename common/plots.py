@@ -41,11 +41,7 @@ def render_curves(doc: dict[str, Any], config: str) -> bytes | None:
     """
     if not wants_curves(doc):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if isinstance(doc.get("statistics"), dict):  # --seeds: the per-seed results and intervals (common.seedplots)
         from common.seedplots import seeds_figure
 
@@ -53,6 +49,21 @@ def render_curves(doc: dict[str, Any], config: str) -> bytes | None:
     else:
         fig = plane_figure(plt, doc) if doc["task"] == "plane" else mnist_figure(plt, doc)
     fig.suptitle(figure_title(doc, config), fontsize=10)
+    return png(plt, fig)
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, never a window), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png(plt: Any, fig: Any) -> bytes:
+    """The figure as PNG bytes (no software tag: the same figure gives the same bytes); closes it."""
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
@@ -322,12 +333,9 @@ def render_bench(bench: dict[str, Any]) -> bytes:
     textbook loop; faint and dashed: a framework's defaults where its fastest settings differ.
     The lines are spread a little sideways at each batch size so that no bar hides another.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from common.benchmark import loop_label
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(10.5, 5.8), layout="constrained")
     lines: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
@@ -373,12 +381,7 @@ def render_bench(bench: dict[str, Any]) -> bytes:
     load = bench.get("load_average")
     busy = f"; load average {load['min']:.1f}-{load['max']:.1f}" if load else ""
     fig.suptitle(f"MNIST CNN training speed: {cpu}{busy}", fontsize=10)
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
+    return png(plt, fig)
 
 
 def goal_line(ax: Any, bench: dict[str, Any]) -> None:
