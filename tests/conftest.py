@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,17 +36,15 @@ def runs_by_framework(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def shared_run(
-    tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, args: tuple[str, ...]
+    tmp_path_factory: pytest.TempPathFactory, name: str, args: tuple[str, ...]
 ) -> tuple[Path, subprocess.CompletedProcess]:
     """One compare.py run for the whole test session, whichever pytest-xdist worker asks first.
 
     pytest-xdist's recipe for a session fixture made once: the workers' temporary directories
     share a parent, and a file lock lets one make the run while the others wait for it.
     """
-    if worker_id == "master":  # not under xdist: an ordinary session fixture
-        out = tmp_path_factory.mktemp(name) / "run"
-        return out, run_compare(*args, "--out", str(out))
-    root = tmp_path_factory.getbasetemp().parent
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # without xdist: this session's own
     out, record = root / name / "run", root / name / "process.json"
     with FileLock(str(root / f"{name}.lock")):
         if not record.is_file():
@@ -60,6 +59,6 @@ SHORT_MNIST = ("--task", "mnist", "--epochs", "1", "--train-limit", "5000")
 
 
 @pytest.fixture(scope="session")
-def short_mnist(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, subprocess.CompletedProcess]:
+def short_mnist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """One epoch on 5,000 examples in all three frameworks (SHORT_MNIST), shared by several tests."""
-    return shared_run(tmp_path_factory, worker_id, "short-mnist", SHORT_MNIST)
+    return shared_run(tmp_path_factory, "short-mnist", SHORT_MNIST)

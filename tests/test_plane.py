@@ -48,9 +48,9 @@ def test_jax_abs_alone_would_give_one() -> None:
 
 
 @pytest.fixture(scope="session")
-def plane_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, subprocess.CompletedProcess]:
+def plane_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """The three plane fits, one thread each (--threads 1: a setting that must not move a number)."""
-    return shared_run(tmp_path_factory, worker_id, "plane", ("--task", "plane", "--threads", "1"))
+    return shared_run(tmp_path_factory, "plane", ("--task", "plane", "--threads", "1"))
 
 
 @pytest.mark.pytorch
