@@ -412,6 +412,9 @@ def summary(doc: dict[str, Any]) -> str:
     parallel = table.parallel_table(doc)
     if parallel:
         lines += ["", "Data-parallel", table.text(*parallel)]
+    if doc["parity"].get("stages"):
+        lines += ["", "Stages (float64, from the shared start on the run's first batches)"]
+        lines.append(table.text(*table.stages_table(doc["parity"]["stages"])))
     if doc["parity"]["checks"] or doc["parity"]["note"]:
         lines += ["", f"Parity ({doc['parity']['note']})" if doc["parity"]["note"] else "Parity"]
         if doc["parity"]["checks"]:

@@ -107,8 +107,6 @@ class ParallelConfig:
     # None: each engine's single-machine form (torchrun --standalone, MirroredStrategy, one JAX
     # process); P: its multi-machine form as P processes on this machine, over the loopback.
     processes: int | None = None
-    # Data-parallel vs single-device steps compared from the shared start (float64).
-    reference_steps: int = 30
 
     @property
     def enabled(self) -> bool:

@@ -213,11 +213,16 @@ def load_pair(
         raise UserError(f"{directory / images_name}: expected 3-D images and 1-D labels")
     if len(images) != len(labels):
         raise UserError(f"{directory / images_name}: {len(images)} images but {labels_name} has {len(labels)} labels")
-    return normalise(images, dtype, dataset), labels.astype(np.int64)
+    pixels = images if dtype == PIXELS else normalise(images, dtype, dataset)
+    return pixels, labels.astype(np.int64)
+
+
+PIXELS = "uint8"  # load_mnist's dtype for the pixels as stored, to normalise later (normalise_split)
 
 
 def load_mnist(directory: Path, dtype: str = "float32", verify: bool = True, dataset: str = "mnist") -> Mnist:
-    """Verify (SHA-256) then parse the four IDX files of `dataset` in `directory`, images in `dtype`."""
+    """Verify (SHA-256) then parse the four IDX files of `dataset` in `directory`, images in `dtype`
+    (PIXELS: as stored)."""
     spec = get(dataset)
     missing = missing_files(directory)
     if missing:
@@ -225,6 +230,13 @@ def load_mnist(directory: Path, dtype: str = "float32", verify: bool = True, dat
     train = load_pair(directory, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", dtype, spec, verify)
     test = load_pair(directory, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", dtype, spec, verify)
     return Mnist(*train, *test)
+
+
+def normalise_split(pixels: Mnist, dtype: str, dataset: str = "mnist") -> Mnist:
+    """Images loaded as PIXELS, normalised in `dtype`: one read of the files serves several dtypes."""
+    spec = get(dataset)
+    train, test = (normalise(images, dtype, spec) for images in (pixels.train_images, pixels.test_images))
+    return Mnist(train, pixels.train_labels, test, pixels.test_labels)
 
 
 def run_data_dir(data_dir: str | None, dataset: str) -> Path:

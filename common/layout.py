@@ -52,3 +52,21 @@ def from_nhwc(layers: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.
         "fc.weight": fc_hwc_to_chw(layers["fc"][0]),
         "fc.bias": np.asarray(layers["fc"][1]),
     }
+
+
+def activations_from_nhwc(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each layer's output (Net.layer_outputs) in the canonical layout: NCHW maps, C*H*W flatten.
+
+    An NHWC framework's flatten runs over H, W, C; its rows are regrouped as C, H, W so that the
+    flatten output compares element by element with PyTorch's (fc's input, fc_chw_to_hwc's columns).
+    """
+    canonical = {}
+    for name, value in outputs.items():
+        value = np.asarray(value)
+        if value.ndim == 4:
+            value = value.transpose(0, 3, 1, 2)
+        elif name == "flatten":
+            c, h, wd = FC_CHW
+            value = value.reshape(-1, h, wd, c).transpose(0, 3, 1, 2).reshape(-1, c * h * wd)
+        canonical[name] = np.ascontiguousarray(value)
+    return canonical

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from common import stages
 from common.config import RunConfig
 from common.weights import CANONICAL_SHAPES
 
@@ -104,7 +105,8 @@ def status_of(parity: dict[str, Any]) -> str:
 def headline(parity: dict[str, Any]) -> str:
     """'AGREE', 'DISAGREE', 'UNDETERMINED: <why>' or 'NOT COMPARED: <why>', naming frameworks left out.
 
-    A single run's AGREE and DISAGREE carry no reason; a multi-seed run's say what decided them.
+    A single run's DISAGREE names the first float64 stage where two frameworks part ('DISAGREE at
+    the update: ...'), else the check that failed; a multi-seed run's verdict says what decided it.
     """
     status = status_of(parity)
     if status == NOT_COMPARED:
@@ -114,8 +116,9 @@ def headline(parity: dict[str, Any]) -> str:
     if left_out:
         gone = ", ".join(f"{name} {why}" for name, why in left_out.items())
         text += f" ({' and '.join(parity['compared'])} only; {gone})"
-    if parity.get("reason"):
-        text += f": {parity['reason']}"
+    reason = parity.get("reason") or ""
+    if reason:
+        text += f" {reason}" if reason.startswith("at ") else f": {reason}"
     return text
 
 
@@ -138,29 +141,72 @@ def on_gpu(runs: list[dict[str, Any]]) -> bool:
 
 
 def mnist_parity(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The float64 stages first (the recipe, exactly), then the float32 checks (how far float32 drifts)."""
     ok = [r for r in runs if r["status"] == "ok"]
     dp = parallel_checks(cfg, ok)  # each framework against itself: they need no second framework
     if len(ok) < 2:
         return verdict(dp, runs)
     if cfg.mnist.eval_params:
         return verdict(eval_checks(cfg.out_dir, ok), runs, note="one checkpoint scored by every framework")
+    table = stage_table(cfg.out_dir, ok)
+    staged = stage_checks(table)
     if cfg.mnist.init == "native":
         note = (
             "--init native: each framework starts from its own initialisers, so only statistical agreement is checked"
+            " after training; the float64 stages start from the shared weights"
         )
-        return verdict(outcome_checks(ok, NATIVE) + dp, runs, note=note)
+        return with_stages(verdict(staged + outcome_checks(ok, NATIVE) + dp, runs, note=note), table)
     # --fast changes numerics only on a GPU (TF32, non-deterministic kernels).
     loose = cfg.profile == "fast" and on_gpu(ok)
     tol = FAST if loose else STRICT32
-    checks = probe_checks(cfg.out_dir, ok, tol) + outcome_checks(ok, tol)
+    checks = staged + probe_checks(cfg.out_dir, ok, tol) + outcome_checks(ok, tol)
     if cfg.mnist.dtype == "float64":
         n = min(FLOAT64_STEPS, *(len(r["step_losses"]) for r in ok))
         value, pair = worst_pair(ok, lambda r, s: relative_difference(r["step_losses"][:n], s["step_losses"][:n]))
         checks.append(
             check(f"first {n} step losses (float64): max relative difference", value, FLOAT64_STEP_LOSS, pair)
         )
-    note = f"shared initial weights, {cfg.mnist.dtype}, {profile_note(cfg, loose)}"
-    return verdict(checks + dp, runs, note=note + parallel_note(cfg))
+    note = f"float64 stages, then shared initial weights in {cfg.mnist.dtype}, {profile_note(cfg, loose)}"
+    return with_stages(verdict(checks + dp, runs, note=note + parallel_note(cfg)), table)
+
+
+# --- The float64 stages (common.stages): where two frameworks first part ---
+
+STAGE_CHECKS = {
+    "forward": "float64 forward pass: every layer's output, max abs difference / layer max",
+    "loss": "float64 loss on the first batch: relative difference",
+    "gradients": "float64 gradients: max abs difference / tensor max",
+    "update": f"float64 update, {stages.STEPS} steps of each training loop: step losses and weights, relative",
+    "evaluation": f"float64 evaluation, predict on {stages.EVAL_IMAGES} test images: logits / tensor max",
+}
+
+
+def stage_table(out_dir: Path, ok: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each stage for each pair, from stages/<framework>.npz; [] when a run recorded none."""
+    paths = {r["framework"]: out_dir / "stages" / f"{r['framework']}.npz" for r in ok}
+    if not all(path.is_file() for path in paths.values()):
+        return []
+    return stages.compare({name: load_arrays(out_dir, "stages", name) for name in paths})
+
+
+def stage_checks(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One check per stage: its worst pair, and where that pair parts (or differs most)."""
+    checks = []
+    for stage in table:
+        pair, worst = max(stage["pairs"].items(), key=lambda item: (not item[1]["passed"], item[1]["value"]))
+        detail = f"{pair} at {worst['where']}"
+        checks.append(check(STAGE_CHECKS[stage["stage"]], worst["value"], stage["tolerance"], detail))
+    return checks
+
+
+def with_stages(result: dict[str, Any], table: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verdict with its stages; a disagreement says where: the first stage that parts, else the float32 checks."""
+    result["stages"] = table
+    if result["status"] == DISAGREE:
+        failed = next(c for c in result["checks"] if not c["passed"])
+        agree = "; the float64 stages agree" if table else ""
+        result["reason"] = stages.first_parting(table) or f"{failed['name']} ({failed['detail']}){agree}"
+    return result
 
 
 def profile_note(cfg: RunConfig, loose: bool) -> str:
@@ -244,7 +290,7 @@ PARALLEL_FLOAT64 = 1e-12
 # float32 first-step gradients, max |difference| / tensor max: the profile's float32 gradient
 # tolerance (1e-4 strict). What differs is the float32 rounding of the single-device weight
 # gradient, which grows with the batch: PyTorch (oneDNN) 6.0e-6 at batch 100, 1.2e-5 at 1000,
-# so 1e-5 would fail a correct DDP (test_distributed.py::test_float32_split_alone_exceeds_1e_5).
+# so 1e-5 would fail a correct DDP (test_distributed.py::test_float32_split_rounding_is_near_1e_5_at_batch_1000).
 # A real data-parallel fault (a factor N, a replica's wrong rows) is off by 1e-2 or more.
 
 
@@ -257,41 +303,54 @@ def parallel_note(cfg: RunConfig) -> str:
 
 
 def parallel_checks(cfg: RunConfig, ok: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per framework: data-parallel vs single-device steps, from probes/<framework>-parallel.npz."""
+    """Per framework: the engine's update stage and first-step gradients against its own single device.
+
+    The engine's side is probes/<framework>-parallel.npz; the single device's is the run's own
+    float64 update stage (stages/<framework>.npz) and first-step probe (probes/<framework>.npz).
+    """
     if not cfg.parallel.enabled:
         return []
-    grads32 = (FAST if cfg.profile == "fast" and on_gpu(ok) else STRICT32)["grads"]
+    grads = (FAST if cfg.profile == "fast" and on_gpu(ok) else STRICT32)["grads"]
     checks = []
     for r in ok:
         name = r["framework"]
-        path = cfg.out_dir / "probes" / f"{name}-parallel.npz"
-        ref = load_arrays(cfg.out_dir, "probes", f"{name}-parallel") if path.is_file() else {}
-        n = len(ref.get("single/losses", ()))
+        engine = optional_arrays(cfg.out_dir, "probes", f"{name}-parallel")
+        single = optional_arrays(cfg.out_dir, "stages", name)
+        probe = optional_arrays(cfg.out_dir, "probes", name)
         for label, value, tolerance in (
-            (f"first {n} step losses (float64): max relative difference", losses_apart(ref), PARALLEL_FLOAT64),
             (
-                f"weights after {n} steps (float64): max abs difference / tensor max",
-                tensors_apart(ref, "params"),
+                f"first {stages.STEPS} step losses (float64): max relative difference",
+                losses_apart(single.get("update/losses"), engine.get("parallel/losses")),
                 PARALLEL_FLOAT64,
             ),
             (
-                "first-step gradients (float32): max abs difference / tensor max",
-                tensors_apart(ref, "grads"),
-                grads32,
+                f"weights after {stages.STEPS} steps (float64): max abs difference / tensor max",
+                tensors_apart(single, "update/", engine, "parallel/params/"),
+                PARALLEL_FLOAT64,
+            ),
+            (
+                f"first-step gradients ({cfg.mnist.dtype}): max abs difference / tensor max",
+                tensors_apart(probe, "grad/", engine, "parallel/grads/"),
+                grads,
             ),
         ):
             checks.append(check(f"{name}: {cfg.parallel.devices} devices vs one, {label}", value, tolerance))
     return checks
 
 
-def losses_apart(ref: dict[str, np.ndarray]) -> float:
-    if "single/losses" not in ref or "parallel/losses" not in ref:
+def optional_arrays(out_dir: Path, folder: str, name: str) -> dict[str, np.ndarray]:
+    """The arrays a worker saved, or none: a missing file makes its checks fail, never pass on nothing."""
+    path = out_dir / folder / f"{name}.npz"
+    return load_arrays(out_dir, folder, name) if path.is_file() else {}
+
+
+def losses_apart(single: np.ndarray | None, engine: np.ndarray | None) -> float:
+    if single is None or engine is None or len(single) != len(engine):
         return float("inf")  # never recorded: the check fails rather than pass on nothing
-    return relative_difference(ref["single/losses"].tolist(), ref["parallel/losses"].tolist())
+    return relative_difference(single.tolist(), engine.tolist())
 
 
-def tensors_apart(ref: dict[str, np.ndarray], kind: str) -> float:
-    keys = [f"{side}/{kind}/{k}" for side in ("single", "parallel") for k in CANONICAL_SHAPES]
-    if not all(k in ref for k in keys):
+def tensors_apart(a: dict[str, np.ndarray], a_prefix: str, b: dict[str, np.ndarray], b_prefix: str) -> float:
+    if not all(a_prefix + k in a and b_prefix + k in b for k in CANONICAL_SHAPES):
         return float("inf")
-    return max(relative_to_max(ref[f"single/{kind}/{k}"], ref[f"parallel/{kind}/{k}"]) for k in CANONICAL_SHAPES)
+    return max(relative_to_max(a[a_prefix + k], b[b_prefix + k]) for k in CANONICAL_SHAPES)

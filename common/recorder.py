@@ -36,6 +36,7 @@ class Recorder:
         self.batch_size = batch_size
         self.step_losses: list[float] = []
         self.epochs: list[dict[str, float]] = []
+        self.test_logits: np.ndarray | None = None  # the last epoch's, for the evaluation stage (common.stages)
         self.bar = progress_bar(framework, epochs * steps_per_epoch, quiet)
 
     def steps(self, losses: np.ndarray) -> None:
@@ -54,6 +55,7 @@ class Recorder:
     def epoch(self, seconds: float, test_logits: np.ndarray) -> None:
         """Close an epoch: its training time and the logits of all 10,000 test images."""
         epoch_losses = self.step_losses[-self.steps_per_epoch :]
+        self.test_logits = np.asarray(test_logits)
         self.epochs.append(
             {
                 "epoch": len(self.epochs) + 1,

@@ -128,3 +128,19 @@ def summary_line(run: dict[str, Any]) -> str:
         parts.append(f"final loss {run['final_loss']:.6f}")
     parts.append(f"{run.get('wall_seconds', 0):.1f} s")
     return ", ".join(parts)
+
+
+# --- The float64 stages (common.stages): a row per stage, a column per pair of frameworks ---
+
+
+def stages_table(stages: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """Each pair's largest difference per stage; where a pair parts, where first and by how much."""
+    pairs = list(stages[0]["pairs"]) if stages else []
+    rows = []
+    for stage in stages:
+        cells = [
+            f"{p['value']:.2g}" if p["passed"] else f"PARTS at {p['where']} ({p['value']:.2g})"
+            for p in (stage["pairs"][pair] for pair in pairs)
+        ]
+        rows.append([stage["stage"], *cells, f"{stage['tolerance']:.0e}"])
+    return ("float64 stage", *pairs, "tolerance"), rows

@@ -8,6 +8,7 @@ results.json (atomically) with the measurements done by `common`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -22,13 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from common import settings
+from common import settings, stages
 from common.config import RunConfig
-from common.data import PLANE_POINTS, Mnist, batch_order, load_mnist, run_data_dir, training_subset
+from common.data import (
+    PIXELS,
+    PLANE_POINTS,
+    Mnist,
+    batch_order,
+    load_mnist,
+    normalise_split,
+    run_data_dir,
+    training_subset,
+)
 from common.errors import UserError
 from common.io import atomic_save_npz, atomic_write_json
 from common.metrics import accuracy, cross_entropy, plane_loss
-from common.parallel import first_batches, process_rank
+from common.parallel import Engine, prefixed, process_rank
 from common.recorder import NonFiniteLoss, Recorder
 from common.weights import load_canonical, mnist_init, save_canonical
 
@@ -41,12 +51,22 @@ def run_plane(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
     return {"a": a, "b": b, "final_loss": losses[-1], "losses": losses, "trajectory": trajectory}
 
 
-def load_data(cfg: RunConfig) -> Mnist:
-    """The shared data in the run's dtype, cut to --train-limit."""
-    dataset = cfg.mnist.dataset
-    data = load_mnist(run_data_dir(cfg.data_dir, dataset), cfg.mnist.dtype, dataset=dataset)
+@functools.cache
+def pixels(data_dir: str | None, dataset: str) -> Mnist:
+    """The dataset's pixels as stored, read and verified once per process (several dtypes use them)."""
+    return load_mnist(run_data_dir(data_dir, dataset), PIXELS, dataset=dataset)
+
+
+def load_pixels(cfg: RunConfig) -> Mnist:
+    """The shared pixels, cut to --train-limit."""
+    data = pixels(cfg.data_dir, cfg.mnist.dataset)
     subset = training_subset(len(data.train_labels), cfg.mnist.train_limit, cfg.seed)
     return Mnist(data.train_images[subset], data.train_labels[subset], data.test_images, data.test_labels)
+
+
+def load_data(cfg: RunConfig) -> Mnist:
+    """The shared data in the run's dtype, cut to --train-limit."""
+    return normalise_split(load_pixels(cfg), cfg.mnist.dtype, cfg.mnist.dataset)
 
 
 def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
@@ -60,9 +80,10 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
         return run_benchmark(cfg, fw, data, device)
     if cfg.parallel.enabled:
         return run_parallel(cfg, fw, data, device)
+    atomic_save_npz(cfg.out_dir / "stages" / f"{name}.npz", run_stages(cfg, fw, device))
     init = mnist_init(cfg.seed) if m.init == "shared" else None
     model = mnist.create_model(m, init, device, seed=cfg.seed)
-    if init is not None:  # the first training batch, for the first-step parity checks
+    if init is not None:  # the first training batch, for the float32 first-step checks
         idx = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
         probe = mnist.probe(model, data.train_images[idx], data.train_labels[idx], device)
         atomic_save_npz(cfg.out_dir / "probes" / f"{name}.npz", probe)
@@ -75,6 +96,45 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
     params_path = cfg.out_dir / "params" / f"{name}.npz"
     save_canonical(params_path, mnist.get_params(model))
     return {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir))}
+
+
+# --- The float64 stages (common.stages): every step of the recipe, before the float32 training ---
+
+
+def stage_config(cfg: RunConfig) -> RunConfig:
+    """The run's recipe in float64, for one epoch of the stage data (its first STEPS batches)."""
+    m64 = replace(cfg.mnist, dtype="float64", epochs=1, eval_batch_size=stages.EVAL_BATCH, init="shared")
+    return replace(cfg, mnist=m64, quiet=True)
+
+
+def stage_inputs(cfg: RunConfig) -> Mnist:
+    """The run's data cut to what the update and evaluation stages use, in float64."""
+    cut = stages.stage_data(load_pixels(cfg), cfg.mnist.batch_size, cfg.seed)
+    return normalise_split(cut, "float64", cfg.mnist.dataset)
+
+
+def run_stages(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, np.ndarray]:
+    """This framework's five stages in float64, from the shared start, with its own model, loop and predict."""
+    mnist = importlib.import_module(f"{fw.__name__}.mnist")
+    runtime = importlib.import_module(f"{fw.__name__}.runtime")
+    s64, data = stage_config(cfg), stage_inputs(cfg)
+    b = cfg.mnist.batch_size
+    with runtime.float64():  # x64 in JAX, floatx in Keras: float64 only while the stages run
+        model = mnist.create_model(s64.mnist, mnist_init(cfg.seed), device)
+        # The update stage's first batch is the run's first batch (common.stages.stage_rows).
+        first = batch_order(len(data.train_labels), b, cfg.seed, epoch=0)[0]
+        probe = mnist.probe(model, data.train_images[first], data.train_labels[first], device)
+        recorder = Recorder("stages", data.test_labels, 1, stages.STEPS, b, quiet=True)
+        mnist.train(s64, model, data, recorder, device)
+        weights = mnist.get_params(model)
+    logits = recorder.test_logits
+    return {
+        **{k: v for k, v in probe.items() if k.startswith(("layer/", "grad/")) or k == "loss"},
+        "update/losses": np.asarray(recorder.step_losses),
+        **{f"update/{k}": v for k, v in weights.items()},
+        "evaluation/logits": logits,
+        "evaluation/accuracy": np.asarray(accuracy(logits, data.test_labels)),
+    }
 
 
 def run_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> dict[str, Any]:
@@ -122,8 +182,9 @@ def run_parallel_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: 
 def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> dict[str, Any]:
     """Train on N replicas with the framework's own engine; every rank runs this, rank 0 records.
 
-    Before training, the engine's first steps are compared with the same framework's single
-    device from the shared start (probes/<framework>-parallel.npz; common.parity checks them).
+    Before training, rank 0 computes the float64 stages on one device, as every run does; then
+    the engine trains the update stage and takes the first-step gradients, which common.parity
+    compares with the same framework's single device (probes/<framework>-parallel.npz).
     """
     mnist = importlib.import_module(f"{fw.__name__}.mnist")
     parallel = importlib.import_module(f"{fw.__name__}.parallel")
@@ -132,12 +193,18 @@ def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> di
     engine = parallel.setup(cfg, device)
     chief = engine.rank == 0
     init = mnist_init(cfg.seed) if m.init == "shared" else None
-    if init is not None and chief:  # the cross-framework first-step checks, on one device as always
-        idx = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
-        probe = mnist.probe(mnist.create_model(m, init, device), data.train_images[idx], data.train_labels[idx], device)
+    first = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
+    if chief:  # the stages and the first-step checks, on one device as always
+        atomic_save_npz(cfg.out_dir / "stages" / f"{name}.npz", run_stages(cfg, fw, device))
+        model = mnist.create_model(m, mnist_init(cfg.seed), device)
+        probe = mnist.probe(model, data.train_images[first], data.train_labels[first], device)
         atomic_save_npz(cfg.out_dir / "probes" / f"{name}.npz", probe)
-    batches = {dtype: reference_batches(cfg, data, dtype) for dtype in ("float64", "float32")}
-    reference = parallel.reference(cfg, engine, batches, device)
+    reference = parallel_stage(cfg, fw, engine, device)
+    model, _ = parallel.create_model(engine, m, mnist_init(cfg.seed), device)
+    reference |= prefixed(
+        "parallel/grads",
+        parallel.gradients(model, *parallel.shard(engine, data.train_images[first], data.train_labels[first], device)),
+    )
     if chief:
         atomic_save_npz(cfg.out_dir / "probes" / f"{name}-parallel.npz", reference)
     model, optimizer = parallel.create_model(engine, m, init, device, seed=cfg.seed)
@@ -156,12 +223,17 @@ def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> di
     return entry
 
 
-def reference_batches(cfg: RunConfig, data: Mnist, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """The run's first `reference_steps` batches in `dtype`: images (steps, batch, 28, 28), labels (steps, batch)."""
-    if dtype != cfg.mnist.dtype:
-        data = load_data(replace(cfg, mnist=replace(cfg.mnist, dtype=dtype)))
-    order = first_batches(len(data.train_labels), cfg.mnist.batch_size, cfg.seed, cfg.parallel.reference_steps)
-    return data.train_images[order], data.train_labels[order]
+def parallel_stage(cfg: RunConfig, fw: ModuleType, engine: Engine, device: str) -> dict[str, np.ndarray]:
+    """The update stage (float64) through the engine: its own loop over the same stage data as run_stages."""
+    parallel = importlib.import_module(f"{fw.__name__}.parallel")
+    runtime = importlib.import_module(f"{fw.__name__}.runtime")
+    s64, data = stage_config(cfg), stage_inputs(cfg)
+    recorder = Recorder("stages", data.test_labels, 1, stages.STEPS, cfg.mnist.batch_size, quiet=True)
+    with runtime.float64():
+        model, optimizer = parallel.create_model(engine, s64.mnist, mnist_init(cfg.seed), device)
+        parallel.train(s64, engine, model, optimizer, data, recorder, device)
+        weights = parallel.get_params(model)
+    return {"parallel/losses": np.asarray(recorder.step_losses), **prefixed("parallel/params", weights)}
 
 
 def evaluate_params(cfg: RunConfig, mnist: ModuleType, data: Mnist, device: str, name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import compare
-from common import cluster, environment, parity, table
+from common import cluster, environment, parity, stages, table
 from common.config import MnistConfig, ParallelConfig, RunConfig
 from common.parallel import PROCESS_ID, first_batches, replica_rows
 from common.weights import CANONICAL_SHAPES
@@ -222,14 +222,17 @@ def test_a_command_line_error_is_one_line_from_the_shell() -> None:
 
 
 def write_reference(out: Path, framework: str, gap: float) -> None:
+    """The single device's stage and probe, and the engine's side `gap` apart in its step losses."""
     rng = np.random.default_rng(0)
-    arrays = {"single/losses": np.linspace(2.3, 1.0, 30), "parallel/losses": np.linspace(2.3, 1.0, 30) * (1 + gap)}
-    for kind in ("params", "grads"):
-        for key, shape in CANONICAL_SHAPES.items():
-            value = rng.normal(size=shape)
-            arrays[f"single/{kind}/{key}"], arrays[f"parallel/{kind}/{key}"] = value, value
-    (out / "probes").mkdir(exist_ok=True)
-    np.savez(out / "probes" / f"{framework}-parallel.npz", **arrays)
+    losses = np.linspace(2.3, 1.0, stages.STEPS)
+    single, probe, engine = {"update/losses": losses}, {}, {"parallel/losses": losses * (1 + gap)}
+    for key, shape in CANONICAL_SHAPES.items():
+        single[f"update/{key}"] = engine[f"parallel/params/{key}"] = rng.normal(size=shape)
+        probe[f"grad/{key}"] = engine[f"parallel/grads/{key}"] = rng.normal(size=shape)
+    for folder, name, arrays in (("stages", framework, single), ("probes", framework, probe)):
+        (out / folder).mkdir(exist_ok=True)
+        np.savez(out / folder / f"{name}.npz", **arrays)
+    np.savez(out / "probes" / f"{framework}-parallel.npz", **engine)
 
 
 def test_parallel_checks_come_per_framework_and_fail_on_a_gap(tmp_path: Path) -> None:
@@ -238,10 +241,11 @@ def test_parallel_checks_come_per_framework_and_fail_on_a_gap(tmp_path: Path) ->
     write_reference(tmp_path, "jax", 1e-9)
     runs = [{"framework": "pytorch", "status": "ok"}, {"framework": "jax", "status": "ok"}]
     checks = {c["name"]: c for c in parity.parallel_checks(cfg, runs)}
-    assert checks["pytorch: 2 devices vs one, first 30 step losses (float64): max relative difference"]["value"] == 0
-    jax_losses = checks["jax: 2 devices vs one, first 30 step losses (float64): max relative difference"]
+    losses = f"first {stages.STEPS} step losses (float64): max relative difference"
+    assert checks[f"pytorch: 2 devices vs one, {losses}"]["value"] == 0
+    jax_losses = checks[f"jax: 2 devices vs one, {losses}"]
     assert jax_losses["value"] == pytest.approx(1e-9) and not jax_losses["passed"]
-    assert len(checks) == 6
+    assert len(checks) == 6 and sum(c["passed"] for c in checks.values()) == 5
 
 
 def test_a_missing_reference_fails_its_checks(tmp_path: Path) -> None:
@@ -271,12 +275,17 @@ def test_one_device_adds_no_checks_and_no_table(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.pytorch
-def test_float32_split_alone_exceeds_1e_5() -> None:
+def test_float32_split_rounding_is_near_1e_5_at_batch_1000() -> None:
     """Why the float32 gradient check uses 1e-4: DDP's arithmetic on a correct split, batch 1000.
 
-    Each half's float32 gradient divided by 2 and summed (what DDP computes for N = 2) differs
-    from the full batch's float32 gradient by 1.2e-5 of conv1.weight's max; the data-parallel
-    one is the closer to float64: the difference is the single-device reduction's rounding.
+    Each half's float32 gradient divided by 2 and summed (what DDP computes for N = 2) and the
+    full batch's float32 gradient are two roundings of one float64 gradient. Each is several
+    1e-6 (of the tensor's max) from it, so they may differ by about 1e-5, and where they land
+    depends on the CPU's kernels. Measured (seed 0, PyTorch) on a 2-core Intel Xeon with
+    AVX-512 and AMX, native oneDNN / ONEDNN_MAX_CPU_ISA=AVX2: split vs single 9.95e-6 /
+    1.01e-5, single vs float64 7.2e-6 / 7.7e-6, split vs float64 3.6e-6 / 2.4e-6; on a 2-core
+    AMD EPYC with AVX2: split vs single 1.2e-5. So 1e-5 sits inside the spread of a correct
+    engine, while 1e-4 holds with a 10x margin on every path measured.
     """
     from common.parallel import probe_grads
     from common.weights import mnist_init
@@ -298,8 +307,16 @@ def test_float32_split_alone_exceeds_1e_5() -> None:
     single, exact = grads("float32", rows), grads("float64", rows)
     halves = [grads("float32", rows[replica_rows(1000, 2, r)]) for r in range(2)]
     split = {k: halves[0][k] / np.float32(2) + halves[1][k] / np.float32(2) for k in single}
-    assert 1e-5 < apart(split, single) < 1e-4
-    assert apart(split, exact) < apart(single, exact)
+    print(
+        f"split vs single {apart(split, single):.2e}, vs float64: single {apart(single, exact):.2e}, "
+        f"split {apart(split, exact):.2e}"
+    )
+    # The tolerance covers two float32 roundings of the same gradient, on every kernel path measured.
+    assert apart(split, single) < parity.STRICT32["grads"] / 5
+    assert apart(split, exact) < parity.STRICT32["grads"] / 10 and apart(single, exact) < parity.STRICT32["grads"] / 10
+    # Each float32 gradient is off the float64 one by rounding of the order of 1e-5 (measured 7.2e-6 and 7.7e-6:
+    # 7x above this bound), far above float64's own 1e-15: the split's 1e-5 is rounding, not the engine.
+    assert apart(single, exact) > 1e-6
 
 
 # --- Training: each engine against one device (slow) ---

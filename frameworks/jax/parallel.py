@@ -9,7 +9,6 @@ the multi-process form (jax.distributed) the mesh spans every process's devices.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import jax
 import numpy as np
@@ -20,9 +19,8 @@ from common.config import MnistConfig, RunConfig
 from common.data import Mnist, batch_order, chunks
 from common.errors import UserError
 from common.layout import from_nhwc
-from common.parallel import Engine, per_replica, prefixed, probe_grads
+from common.parallel import Engine, per_replica
 from common.recorder import Recorder
-from common.weights import mnist_init
 from frameworks.jax import mnist
 
 
@@ -133,37 +131,3 @@ def close(engine: Engine) -> None:
     """Leave the process group (the multi-process form): every process, once rank 0 has written what it records."""
     if engine.processes > 1:
         jax.distributed.shutdown()
-
-
-def reference(
-    cfg: RunConfig, engine: Engine, batches: dict[str, tuple[np.ndarray, np.ndarray]], device: str
-) -> dict[str, np.ndarray]:
-    """Data-parallel against one device from the shared start, on the run's first batches.
-
-    float64: the step losses and the weights after them; float32: the first-step gradients.
-    Every rank trains the data-parallel side; rank 0 also the single-device side (mnist.py).
-    """
-    init, chief = mnist_init(cfg.seed), engine.rank == 0
-    m64 = replace(cfg.mnist, dtype="float64")
-    images, labels = batches["float64"]
-    model, optimizer = create_model(engine, m64, init, device)
-    placed = [shard(engine, x, y, device) for x, y in zip(images, labels, strict=True)]
-    losses = [train_step(model, optimizer, x, y) for x, y in placed]
-    out = {"parallel/losses": np.array([local(loss) for loss in losses])} | prefixed(
-        "parallel/params", get_params(model)
-    )
-    if chief:
-        model = mnist.create_model(m64, init, device)
-        optimizer = mnist.make_optimizer(m64, model)
-        x, y = mnist.to_device(images.reshape(-1, 28, 28), labels.reshape(-1), device)
-        steps = np.arange(labels.size).reshape(labels.shape)  # batch i = rows of step i
-        losses = [mnist.train_step(model, optimizer, x, y, jax.numpy.asarray(idx)) for idx in steps]
-        out |= {"single/losses": np.array(jax.device_get(losses)), **prefixed("single/params", get_params(model))}
-    m32 = replace(cfg.mnist, dtype="float32")
-    images, labels = batches["float32"]
-    model, _ = create_model(engine, m32, init, device)
-    out |= prefixed("parallel/grads", gradients(model, *shard(engine, images[0], labels[0], device)))
-    if chief:
-        probe = mnist.probe(mnist.create_model(m32, init, device), images[0], labels[0], device)
-        out |= prefixed("single/grads", probe_grads(probe))
-    return out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -40,6 +42,14 @@ def configure(cfg: RunConfig) -> str:
     device = gpus[0] if gpus else jax.local_devices(backend="cpu")[0]
     jax.config.update("jax_default_device", device)
     return f"gpu:0 ({device.device_kind})" if gpus else "cpu"
+
+
+@contextlib.contextmanager
+def float64() -> Iterator[None]:
+    """The float64 stages (common.stages) in a float32 run: JAX computes in float32 unless x64 is on,
+    so on while they run, and off again for the float32 training (jit caches the two apart)."""
+    with jax.enable_x64(True):
+        yield
 
 
 def threads() -> int:

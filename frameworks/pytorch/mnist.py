@@ -25,10 +25,19 @@ class Net(nn.Module):
         self.fc = nn.Linear(32 * 7 * 7, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), kernel_size=2)
-        x = torch.flatten(x, start_dim=1)  # NCHW flattens as C, H, W: the canonical fc order
-        return self.fc(x)
+        return self.layer_outputs(x)["fc"]
+
+    def layer_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every layer's output, in order: forward returns the last, the float64 stages compare them all."""
+        out = {"conv1": self.conv1(x)}
+        out["relu1"] = F.relu(out["conv1"])
+        out["pool1"] = F.max_pool2d(out["relu1"], kernel_size=2)
+        out["conv2"] = self.conv2(out["pool1"])
+        out["relu2"] = F.relu(out["conv2"])
+        out["pool2"] = F.max_pool2d(out["relu2"], kernel_size=2)
+        out["flatten"] = torch.flatten(out["pool2"], start_dim=1)  # NCHW flattens as C, H, W: the canonical order
+        out["fc"] = self.fc(out["flatten"])
+        return out
 
 
 def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str, seed: int = 0) -> Net:
@@ -94,15 +103,18 @@ def predict(model: Net, x: torch.Tensor, batch_size: int) -> np.ndarray:
 
 
 def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> dict[str, np.ndarray]:
-    """Logits, loss and gradients of the untrained model on one batch, without an update."""
+    """Every layer's output, the loss and the gradients of the model on one batch, without an update."""
     x, y = to_device(images, labels, device)
     loss, logits = loss_fn(model, x, y)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     names = [name for name, _ in model.named_parameters()]
+    with torch.no_grad():
+        layers = model.layer_outputs(x)  # NCHW: already the canonical layout
     return {
         "logits": logits.detach().cpu().numpy(),
         "loss": loss.detach().cpu().numpy(),
         **{f"grad/{n}": g.cpu().numpy() for n, g in zip(names, grads, strict=True)},
+        **{f"layer/{n}": v.cpu().numpy() for n, v in layers.items()},
     }
 
 

@@ -8,7 +8,6 @@ backward. The model, loss, optimizer and evaluation are mnist.py's own.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -17,9 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from common.config import MnistConfig, RunConfig
 from common.data import Mnist, batch_order, chunks
-from common.parallel import Engine, per_replica, prefixed, probe_grads, replica_rows
+from common.parallel import Engine, per_replica, replica_rows
 from common.recorder import Recorder
-from common.weights import mnist_init
 from frameworks.pytorch import mnist
 
 
@@ -113,35 +111,3 @@ def train(
 def close(engine: Engine) -> None:
     """Leave the process group: every rank, once rank 0 has written what it records."""
     dist.destroy_process_group()
-
-
-def reference(
-    cfg: RunConfig, engine: Engine, batches: dict[str, tuple[np.ndarray, np.ndarray]], device: str
-) -> dict[str, np.ndarray]:
-    """Data-parallel against one device from the shared start, on the run's first batches.
-
-    float64: the step losses and the weights after them; float32: the first-step gradients.
-    Every rank trains the data-parallel side; rank 0 also the single-device side (mnist.py).
-    """
-    init, chief = mnist_init(cfg.seed), engine.rank == 0
-    m64 = replace(cfg.mnist, dtype="float64")
-    images, labels = batches["float64"]
-    model, optimizer = create_model(engine, m64, init, device)
-    placed = [shard(engine, x, y, device) for x, y in zip(images, labels, strict=True)]
-    losses = [train_step(model, optimizer, x, y) for x, y in placed]
-    out = {"parallel/losses": torch.stack(losses).cpu().numpy(), **prefixed("parallel/params", get_params(model))}
-    if chief:
-        model = mnist.create_model(m64, init, device)
-        optimizer = mnist.make_optimizer(m64, model)
-        x, y = mnist.to_device(images.reshape(-1, 28, 28), labels.reshape(-1), device)
-        steps = torch.arange(labels.size, device=x.device).reshape(labels.shape)  # batch i = rows of step i
-        losses = [mnist.train_step(model, optimizer, x, y, idx) for idx in steps]
-        out |= {"single/losses": torch.stack(losses).cpu().numpy(), **prefixed("single/params", get_params(model))}
-    m32 = replace(cfg.mnist, dtype="float32")
-    images, labels = batches["float32"]
-    model, _ = create_model(engine, m32, init, device)
-    out |= prefixed("parallel/grads", gradients(model, *shard(engine, images[0], labels[0], device)))
-    if chief:
-        probe = mnist.probe(mnist.create_model(m32, init, device), images[0], labels[0], device)
-        out |= prefixed("single/grads", probe_grads(probe))
-    return out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -37,6 +39,12 @@ def configure(cfg: RunConfig) -> str:
     if use_gpu:
         return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
     return "cpu"
+
+
+@contextlib.contextmanager
+def float64() -> Iterator[None]:
+    """The float64 stages (common.stages): PyTorch takes each tensor's dtype as given, so nothing to switch."""
+    yield
 
 
 def threads() -> int:

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from common.config import MnistConfig, RunConfig
 from common.data import Mnist, batch_order, chunks
-from common.layout import from_nhwc, to_nhwc
+from common.layout import activations_from_nhwc, from_nhwc, to_nhwc
 from common.recorder import Recorder
 
 LAYERS = ("conv1", "conv2", "fc")
@@ -21,18 +21,29 @@ class Net(tf.keras.Model):
     def __init__(self, dtype: str) -> None:
         super().__init__(dtype=dtype)
         # Keras's Conv2D defaults to padding="valid": "same" pads 2 on each side for 5x5.
-        self.conv1 = tf.keras.layers.Conv2D(24, 5, padding="same", activation="relu", dtype=dtype)
+        self.conv1 = tf.keras.layers.Conv2D(24, 5, padding="same", dtype=dtype)
         self.pool1 = tf.keras.layers.MaxPooling2D(2, dtype=dtype)
-        self.conv2 = tf.keras.layers.Conv2D(32, 5, padding="same", activation="relu", dtype=dtype)
+        self.conv2 = tf.keras.layers.Conv2D(32, 5, padding="same", dtype=dtype)
         self.pool2 = tf.keras.layers.MaxPooling2D(2, dtype=dtype)
         self.flatten = tf.keras.layers.Flatten(dtype=dtype)  # NHWC flattens as H, W, C
         self.fc = tf.keras.layers.Dense(10, dtype=dtype)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        x = self.pool1(self.conv1(x))
-        x = self.pool2(self.conv2(x))
-        x = self.flatten(x)
-        return self.fc(x)
+        return self.layer_outputs(x)["fc"]
+
+    def layer_outputs(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Every layer's output, in order: call returns the last, the float64 stages compare them all."""
+        # The ReLU apart from Conv2D (not activation="relu") so that the stages see the convolution's
+        # own output; grappler fuses Conv2D + BiasAdd + Relu into one oneDNN kernel all the same.
+        out = {"conv1": self.conv1(x)}
+        out["relu1"] = tf.nn.relu(out["conv1"])
+        out["pool1"] = self.pool1(out["relu1"])
+        out["conv2"] = self.conv2(out["pool1"])
+        out["relu2"] = tf.nn.relu(out["conv2"])
+        out["pool2"] = self.pool2(out["relu2"])
+        out["flatten"] = self.flatten(out["pool2"])
+        out["fc"] = self.fc(out["flatten"])
+        return out
 
 
 def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str, seed: int = 0) -> Net:
@@ -119,17 +130,19 @@ def predict(model: Net, x: tf.Tensor, batch_size: int) -> np.ndarray:
 
 
 def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> dict[str, np.ndarray]:
-    """Logits, loss and gradients of the untrained model on one batch, without an update."""
+    """Every layer's output, the loss and the gradients of the model on one batch, without an update."""
     x, y = to_device(images, labels, device)
     layers = {name: (getattr(model, name).kernel, getattr(model, name).bias) for name in LAYERS}
     with tf.GradientTape() as tape:
         loss, logits = loss_fn(model, x, y)
     grads = tape.gradient(loss, layers)  # same nested structure as `layers`
     numpy_grads = {name: (k.numpy(), b.numpy()) for name, (k, b) in grads.items()}
+    layers = activations_from_nhwc({name: v.numpy() for name, v in model.layer_outputs(x).items()})
     return {
         "logits": logits.numpy(),
         "loss": loss.numpy(),
         **{f"grad/{n}": g for n, g in from_nhwc(numpy_grads).items()},
+        **{f"layer/{n}": v for n, v in layers.items()},
     }
 
 

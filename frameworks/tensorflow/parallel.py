@@ -9,9 +9,6 @@ made under the strategy's scope are mirrored; Keras's optimizer sums the replica
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 
 import numpy as np
 import tensorflow as tf
@@ -20,9 +17,8 @@ from common.config import MnistConfig, RunConfig
 from common.data import Mnist, batch_order, chunks
 from common.errors import UserError
 from common.layout import from_nhwc
-from common.parallel import Engine, per_replica, prefixed, probe_grads, replica_rows
+from common.parallel import Engine, per_replica, replica_rows
 from common.recorder import Recorder
-from common.weights import mnist_init
 from frameworks.tensorflow import mnist
 
 
@@ -155,17 +151,6 @@ def train(
             recorder.epoch(seconds, mnist.predict(model, x_test, m.eval_batch_size))
 
 
-@contextmanager
-def floatx(dtype: str) -> Iterator[None]:
-    """Keras makes the optimizer's learning-rate variable in floatx() (runtime.py): the reference's dtype, then back."""
-    before = tf.keras.backend.floatx()
-    tf.keras.backend.set_floatx(dtype)
-    try:
-        yield
-    finally:
-        tf.keras.backend.set_floatx(before)
-
-
 def close(engine: Engine) -> None:
     """Every replica meets once more, after rank 0 has written what it records.
 
@@ -174,37 +159,3 @@ def close(engine: Engine) -> None:
     """
     strategy = engine.handle
     strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.function(lambda: tf.constant(0.0))), axis=None)
-
-
-def reference(
-    cfg: RunConfig, engine: Engine, batches: dict[str, tuple[np.ndarray, np.ndarray]], device: str
-) -> dict[str, np.ndarray]:
-    """Data-parallel against one device from the shared start, on the run's first batches.
-
-    float64: the step losses and the weights after them; float32: the first-step gradients.
-    Every rank trains the data-parallel side; rank 0 also the single-device side (mnist.py).
-    """
-    init, chief = mnist_init(cfg.seed), engine.rank == 0
-    m64 = replace(cfg.mnist, dtype="float64")
-    images, labels = batches["float64"]
-    with floatx("float64"):
-        model, optimizer = create_model(engine, m64, init, device)
-        placed = [shard(engine, x, y, device) for x, y in zip(images, labels, strict=True)]
-        losses = [train_step(model, optimizer, x, y) for x, y in placed]
-        out = {"parallel/losses": tf.stack(losses).numpy(), **prefixed("parallel/params", get_params(model))}
-        if chief:
-            model = mnist.create_model(m64, init, device)
-            optimizer = mnist.make_optimizer(m64, model)
-            x, y = mnist.to_device(images.reshape(-1, 28, 28), labels.reshape(-1), device)
-            steps = tf.reshape(tf.range(labels.size), labels.shape)  # batch i = rows of step i
-            losses = [mnist.train_step(model, optimizer, x, y, idx) for idx in steps]
-            out |= {"single/losses": tf.stack(losses).numpy(), **prefixed("single/params", get_params(model))}
-    m32 = replace(cfg.mnist, dtype="float32")
-    images, labels = batches["float32"]
-    with floatx("float32"):
-        model, _ = create_model(engine, m32, init, device)
-        out |= prefixed("parallel/grads", gradients(model, *shard(engine, images[0], labels[0], device)))
-        if chief:
-            probe = mnist.probe(mnist.create_model(m32, init, device), images[0], labels[0], device)
-            out |= prefixed("single/grads", probe_grads(probe))
-    return out

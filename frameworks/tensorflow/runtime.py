@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -45,6 +47,18 @@ def configure(cfg: RunConfig) -> str:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
         return f"gpu:0 ({name})"
     return "cpu"
+
+
+@contextlib.contextmanager
+def float64() -> Iterator[None]:
+    """The float64 stages (common.stages) in a float32 run: Keras makes the optimizer's learning-rate
+    variable in floatx() (see configure), so floatx is float64 while they run, then back."""
+    before = tf.keras.backend.floatx()
+    tf.keras.backend.set_floatx("float64")
+    try:
+        yield
+    finally:
+        tf.keras.backend.set_floatx(before)
 
 
 def threads() -> int:

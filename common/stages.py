@@ -1,0 +1,178 @@
+"""The float64 stages: every step of the training recipe, compared across frameworks in every run.
+
+In float64 the three frameworks compute the same numbers to about 1e-15, so any difference
+above that is a porting bug, and the first stage where two frameworks part says where it
+lives. From the shared start, on the run's own batches:
+
+1. forward: every layer's output on the first batch, in the canonical layout (NCHW, C*H*W flatten);
+2. loss: the mean cross-entropy on that batch;
+3. gradients: each tensor's, on that batch, in the order backpropagation makes them;
+4. update: the framework's own training loop (its mnist.train) over the run's first STEPS
+   batches: each step's loss, then the weights;
+5. evaluation: the framework's own predict on the first EVAL_IMAGES test images from those
+   weights: the logits, and the accuracy computed from them.
+
+Each framework computes them in its own worker before its float32 training
+(frameworks/worker.py, stages/<framework>.npz); this module fixes their inputs and compares them.
+A data-parallel run also trains the update stage through its engine, against the same
+framework's single-device stage (common.parity).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from common.data import Mnist, batch_order
+from common.parallel import first_batches
+from common.weights import CANONICAL_SHAPES
+
+STAGES = ("forward", "loss", "gradients", "update", "evaluation")
+LABELS = {
+    "forward": "the forward pass",
+    "loss": "the loss",
+    "gradients": "the gradients",
+    "update": "the update",
+    "evaluation": "the evaluation",
+}
+LAYERS = ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc")
+BACKWARD = tuple(reversed(CANONICAL_SHAPES))  # fc first: the tensor nearest a fault parts first
+STEPS = 10
+EVAL_IMAGES = 500
+EVAL_BATCH = 200  # 200, 200, 100: predict's batching, the last one partial, is part of the stage
+# float64, relative to each tensor's largest entry (the loss: to itself); measured <= 4e-15 on the
+# stages' values, so 1e-12 keeps a 250x margin and still sees a float32 constant (1e-9; porting-bugs.md).
+TOLERANCE = {"forward": 1e-12, "loss": 1e-12, "gradients": 1e-12, "update": 1e-12, "evaluation": 1e-12}
+ACCURACY = 0.0  # the same logits to 1e-12 classify every image alike
+
+
+def stage_rows(n: int, batch_size: int, seed: int, steps: int = STEPS) -> np.ndarray:
+    """Positions into the run's training subset for the update stage's `steps * batch_size` examples.
+
+    They are the run's first `steps` batches, placed so that the framework's own loop, drawing its
+    batch order over them (common.data.batch_order, epoch 0), trains on them in the run's order.
+    """
+    first = first_batches(n, batch_size, seed, steps).ravel()
+    visits = batch_order(len(first), batch_size, seed, 0).ravel()
+    rows = np.empty_like(first)
+    rows[visits] = first  # the loop's j-th example is the run's j-th
+    return rows
+
+
+def stage_data(data: Mnist, batch_size: int, seed: int) -> Mnist:
+    """What the update and evaluation stages train and score on (the data in float64)."""
+    rows = stage_rows(len(data.train_labels), batch_size, seed)
+    return Mnist(
+        data.train_images[rows], data.train_labels[rows], data.test_images[:EVAL_IMAGES], data.test_labels[:EVAL_IMAGES]
+    )
+
+
+def relative_to_max(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max(|a|, |b|); inf where the shapes differ (a layout fault)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0))
+    return float(np.abs(a - b).max(initial=0.0) / scale) if scale > 0 else 0.0
+
+
+def items(stage: str, r: dict[str, np.ndarray], s: dict[str, np.ndarray]) -> list[tuple[str, float]]:
+    """(where, difference) for each thing a stage compares, in the order the recipe computes them."""
+    if stage == "forward":
+        return [(name, relative_to_max(r[f"layer/{name}"], s[f"layer/{name}"])) for name in LAYERS]
+    if stage == "loss":
+        return [("loss", relative_to_max(r["loss"], s["loss"]))]
+    if stage == "gradients":
+        return [(name, relative_to_max(r[f"grad/{name}"], s[f"grad/{name}"])) for name in BACKWARD]
+    if stage == "update":
+        losses = losses_apart(r["update/losses"], s["update/losses"])
+        weights = [
+            (f"{name} after the steps", relative_to_max(r[f"update/{name}"], s[f"update/{name}"]))
+            for name in CANONICAL_SHAPES
+        ]
+        return losses + weights
+    logits = relative_to_max(r["evaluation/logits"], s["evaluation/logits"])
+    points = 100 * abs(float(r["evaluation/accuracy"]) - float(s["evaluation/accuracy"]))
+    return [("logits", logits), ("accuracy", 0.0 if points <= ACCURACY else float("inf"))]
+
+
+def losses_apart(a: np.ndarray, b: np.ndarray) -> list[tuple[str, float]]:
+    """Each step's loss, relative; a loop that made another number of steps parts at the first missing one."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    found = [(f"step {i + 1}", float(abs(x - y) / abs(x))) for i, (x, y) in enumerate(zip(a, b, strict=False))]
+    if len(a) != len(b):
+        found.append(
+            (f"step {min(len(a), len(b)) + 1} (one loop made {len(a)} steps, the other {len(b)})", float("inf"))
+        )
+    return found
+
+
+def compare_pair(stage: str, r: dict[str, np.ndarray], s: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One stage, one pair: the largest difference, and where they first part (or the largest, if they agree)."""
+    found = items(stage, r, s)
+    tolerance = TOLERANCE[stage]
+    parted = [(where, value) for where, value in found if not value <= tolerance]
+    where, _ = parted[0] if parted else max(found, key=lambda item: item[1])
+    return {"value": max(value for _, value in found), "where": where, "passed": not parted}
+
+
+def compare(records: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """Every stage for every pair of frameworks, in the recipe's order (results.json's parity.stages)."""
+    out = []
+    for stage in STAGES:
+        pairs = {
+            f"{a} vs {b}": compare_pair(stage, records[a], records[b]) for a, b in itertools.combinations(records, 2)
+        }
+        out.append(
+            {
+                "stage": stage,
+                "tolerance": TOLERANCE[stage],
+                "passed": all(p["passed"] for p in pairs.values()),
+                "pairs": pairs,
+            }
+        )
+    return out
+
+
+def first_parting(stages: list[dict[str, Any]]) -> str:
+    """'at the update: jax parts from pytorch and tensorflow at step 2 (the forward pass, ... agree)', or ''."""
+    for i, stage in enumerate(stages):
+        if stage["passed"]:
+            continue
+        failed = {pair: p for pair, p in stage["pairs"].items() if not p["passed"]}
+        who, others, where = odd_one_out(stage["pairs"], failed)
+        agreed = [LABELS[s["stage"]].removeprefix("the ") for s in stages[:i]]
+        before = f" ({join(agreed)} agree)" if agreed else ""
+        return f"at {LABELS[stage['stage']]}: {who} parts from {others} at {where}{before}"
+    return ""
+
+
+def odd_one_out(pairs: dict[str, dict[str, Any]], failed: dict[str, dict[str, Any]]) -> tuple[str, str, str]:
+    """The framework that parts, the ones it parts from, and where: one framework against all the
+    others that agree among themselves, else the first pair that parts."""
+    names = list(dict.fromkeys(n for pair in pairs for n in pair.split(" vs ")))
+    for name in names:
+        against = [pair for pair in pairs if name in pair.split(" vs ")]
+        rest = [pair for pair in pairs if pair not in against]
+        if len(names) > 2 and set(against) == set(failed) and all(pairs[p]["passed"] for p in rest):
+            others = [n for n in names if n != name]
+            return name, join(others), failed[against[0]]["where"]
+    pair, first = next(iter(failed.items()))
+    a, b = pair.split(" vs ")
+    return b, a, first["where"]
+
+
+def join(words: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def summary(record: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One framework's stage values worth reading in results.json (the arrays stay in stages/<framework>.npz)."""
+    return {
+        "loss": float(record["loss"]),
+        "update_losses": [float(v) for v in record["update/losses"]],
+        "evaluation_accuracy": float(record["evaluation/accuracy"]),
+    }
