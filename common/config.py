@@ -135,6 +135,8 @@ class RunConfig:
     timeout: float = 1800.0  # seconds per framework subprocess
     quiet: bool = False
     benchmark: bool = False
+    # common.sweep: each seed's float64 stages and float32 first-step probes, without training.
+    checks_only: bool = False
     settings: str = TRAINING  # "defaults" or "fastest" (common.settings): set before the framework starts
     plane: PlaneConfig = field(default_factory=PlaneConfig)
     mnist: MnistConfig = field(default_factory=MnistConfig)

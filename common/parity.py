@@ -160,6 +160,7 @@ def mnist_parity(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
     loose = cfg.profile == "fast" and on_gpu(ok)
     tol = FAST if loose else STRICT32
     checks = staged + probe_checks(cfg.out_dir, ok, tol) + outcome_checks(ok, tol)
+    drift = float32_gradients(cfg.out_dir, ok)
     if cfg.mnist.dtype == "float64":
         n = min(FLOAT64_STEPS, *(len(r["step_losses"]) for r in ok))
         value, pair = worst_pair(ok, lambda r, s: relative_difference(r["step_losses"][:n], s["step_losses"][:n]))
@@ -167,7 +168,8 @@ def mnist_parity(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
             check(f"first {n} step losses (float64): max relative difference", value, FLOAT64_STEP_LOSS, pair)
         )
     note = f"float64 stages, then shared initial weights in {cfg.mnist.dtype}, {profile_note(cfg, loose)}"
-    return with_stages(verdict(checks + dp, runs, note=note + parallel_note(cfg)), table)
+    result = with_stages(verdict(checks + dp, runs, note=note + parallel_note(cfg)), table)
+    return {**result, "float32_gradients": drift}
 
 
 # --- The float64 stages (common.stages): where two frameworks first part ---
@@ -237,6 +239,24 @@ def load_arrays(out_dir: Path, folder: str, framework: str) -> dict[str, np.ndar
         return {k: npz[k] for k in npz.files}
 
 
+# float32 gradients are judged above every ReLU and max-pool only (fc). Below them, a max-pool window
+# whose two largest entries lie closer than float32 rounding routes a whole patch's gradient to either
+# entry, whichever the framework's last bit favours, and a ReLU at zero passes or drops it: conv1.weight's
+# float32 gradients of correct code then part by 2.5e-3 (seed 1) and 1.2e-2 (seed 3) at --train-limit
+# 5000 (docs/differences.md, section 15). Every tensor is judged exactly by the float64 gradients stage;
+# the float32 differences of all tensors are kept in results.json (parity.float32_gradients).
+FLIP_FREE = ("fc.weight", "fc.bias")
+
+
+def float32_gradients(out_dir: Path, ok: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Every tensor's float32 first-step gradient difference per pair: float32 drift, measured and not judged."""
+    probes = {r["framework"]: load_arrays(out_dir, "probes", r["framework"]) for r in ok}
+    return {
+        f"{a} vs {b}": {k: relative_to_max(probes[a][f"grad/{k}"], probes[b][f"grad/{k}"]) for k in CANONICAL_SHAPES}
+        for a, b in itertools.combinations(probes, 2)
+    }
+
+
 def probe_checks(out_dir: Path, ok: list[dict[str, Any]], tol: dict[str, float]) -> list[dict[str, Any]]:
     """Initial logits, first-step loss and first-step gradients, from probes/<fw>.npz."""
     probes = {r["framework"]: load_arrays(out_dir, "probes", r["framework"]) for r in ok}
@@ -249,17 +269,16 @@ def probe_checks(out_dir: Path, ok: list[dict[str, Any]], tol: dict[str, float])
         return abs(a - b) / abs(a)
 
     def grads(r: dict, s: dict) -> float:
-        """Per tensor: max |difference| / max |gradient|; the worst tensor."""
+        """Per tensor: max |difference| / max |gradient|; the worst tensor above every ReLU and max-pool."""
         return max(
-            relative_to_max(probes[r["framework"]][f"grad/{k}"], probes[s["framework"]][f"grad/{k}"])
-            for k in CANONICAL_SHAPES
+            relative_to_max(probes[r["framework"]][f"grad/{k}"], probes[s["framework"]][f"grad/{k}"]) for k in FLIP_FREE
         )
 
     checks = []
     for name, fn, key in (
         ("initial logits on the first batch: max abs difference", logits, "logits"),
         ("first-step loss: relative difference", first_loss, "first_loss"),
-        ("first-step gradients: max abs difference / tensor max", grads, "grads"),
+        ("first-step gradients of fc: max abs difference / tensor max", grads, "grads"),
     ):
         value, pair = worst_pair(ok, fn)
         checks.append(check(name, value, tol[key], pair))
@@ -287,11 +306,13 @@ def eval_checks(out_dir: Path, ok: list[dict[str, Any]]) -> list[dict[str, Any]]
 # float64, from the shared start on the run's first batches: the engine must compute the
 # single-device update; splitting the batch only reorders sums (measured: docs/distributed.md).
 PARALLEL_FLOAT64 = 1e-12
-# float32 first-step gradients, max |difference| / tensor max: the profile's float32 gradient
-# tolerance (1e-4 strict). What differs is the float32 rounding of the single-device weight
-# gradient, which grows with the batch: PyTorch (oneDNN) 6.0e-6 at batch 100, 1.2e-5 at 1000,
-# so 1e-5 would fail a correct DDP (test_distributed.py::test_float32_split_rounding_is_near_1e_5_at_batch_1000).
-# A real data-parallel fault (a factor N, a replica's wrong rows) is off by 1e-2 or more.
+# float32 first-step gradients of fc, max |difference| / tensor max: the profile's float32 gradient
+# tolerance (1e-4 strict), judged above every ReLU and max-pool only, as between frameworks (FLIP_FREE).
+# The single-device and the data-parallel gradients are two float32 roundings of one float64
+# gradient: about 4e-7 for fc, and up to 1.2e-5 for the convolutions' tensors at batch 1000
+# (test_distributed.py::test_float32_split_rounding_is_near_1e_5_at_batch_1000). A real data-parallel
+# fault (a factor N, a replica's wrong rows) moves fc by 1e-2 or more, and the float64 update stage
+# checks every tensor after STEPS steps at 1e-12.
 
 
 def parallel_note(cfg: RunConfig) -> str:
@@ -329,8 +350,8 @@ def parallel_checks(cfg: RunConfig, ok: list[dict[str, Any]]) -> list[dict[str, 
                 PARALLEL_FLOAT64,
             ),
             (
-                f"first-step gradients ({cfg.mnist.dtype}): max abs difference / tensor max",
-                tensors_apart(probe, "grad/", engine, "parallel/grads/"),
+                f"first-step gradients of fc ({cfg.mnist.dtype}): max abs difference / tensor max",
+                tensors_apart(probe, "grad/", engine, "parallel/grads/", FLIP_FREE),
                 grads,
             ),
         ):
@@ -350,7 +371,10 @@ def losses_apart(single: np.ndarray | None, engine: np.ndarray | None) -> float:
     return relative_difference(single.tolist(), engine.tolist())
 
 
-def tensors_apart(a: dict[str, np.ndarray], a_prefix: str, b: dict[str, np.ndarray], b_prefix: str) -> float:
-    if not all(a_prefix + k in a and b_prefix + k in b for k in CANONICAL_SHAPES):
+def tensors_apart(
+    a: dict[str, np.ndarray], a_prefix: str, b: dict[str, np.ndarray], b_prefix: str, keys: tuple[str, ...] = ()
+) -> float:
+    keys = keys or tuple(CANONICAL_SHAPES)
+    if not all(a_prefix + k in a and b_prefix + k in b for k in keys):
         return float("inf")
-    return max(relative_to_max(a[a_prefix + k], b[b_prefix + k]) for k in CANONICAL_SHAPES)
+    return max(relative_to_max(a[a_prefix + k], b[b_prefix + k]) for k in keys)

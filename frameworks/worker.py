@@ -78,6 +78,8 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
         return evaluate_params(cfg, mnist, data, device, name)
     if cfg.benchmark:
         return run_benchmark(cfg, fw, data, device)
+    if cfg.checks_only:
+        return run_checks_only(cfg, fw, device)
     if cfg.parallel.enabled:
         return run_parallel(cfg, fw, data, device)
     atomic_save_npz(cfg.out_dir / "stages" / f"{name}.npz", run_stages(cfg, fw, device))
@@ -135,6 +137,21 @@ def run_stages(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, np.ndar
         "evaluation/logits": logits,
         "evaluation/accuracy": np.asarray(accuracy(logits, data.test_labels)),
     }
+
+
+def run_checks_only(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
+    """common.sweep: each seed's stages and float32 first-step probe in seed-S/, as a run of that seed writes them."""
+    mnist = importlib.import_module(f"{fw.__name__}.mnist")
+    name = fw.__name__.rsplit(".", 1)[1]
+    for seed in cfg.seeds or (cfg.seed,):
+        one = replace(cfg, seed=seed, seeds=(), out=str(cfg.out_dir / f"seed-{seed}"))
+        atomic_save_npz(one.out_dir / "stages" / f"{name}.npz", run_stages(one, fw, device))
+        data = load_data(one)
+        idx = batch_order(len(data.train_labels), one.mnist.batch_size, seed, epoch=0)[0]
+        model = mnist.create_model(one.mnist, mnist_init(seed), device)
+        probe = mnist.probe(model, data.train_images[idx], data.train_labels[idx], device)
+        atomic_save_npz(one.out_dir / "probes" / f"{name}.npz", probe)
+    return {"seeds": list(cfg.seeds or (cfg.seed,))}
 
 
 def run_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> dict[str, Any]:

@@ -137,7 +137,9 @@ def test_native_init_end_to_end(tmp_path: Path) -> None:
     first = sorted(r["step_losses"][0] for r in runs.values())
     assert first[1] - first[0] > 1e-3 and first[2] - first[1] > 1e-3  # three different starting points
     for name, run in runs.items():
-        assert run["test_accuracy"] > 0.7, name  # 20 steps from its own start: TensorFlow (Glorot) 78.2%
+        # 20 steps from its own start. Lowest, TensorFlow (Glorot): 78.2% (AMD EPYC, AVX2), 78.19% (Intel Xeon,
+        # AVX-512 oneDNN), 78.22% (same Xeon, ONEDNN_MAX_CPU_ISA=AVX2): 8 points above the bound.
+        assert run["test_accuracy"] > 0.7, name
     assert proc.returncode == (0 if doc["parity"]["passed"] else 1)
 
 

@@ -13,6 +13,7 @@ from common.layout import activations_from_nhwc, from_nhwc, to_nhwc
 from common.recorder import Recorder
 
 LAYERS = ("conv1", "conv2", "fc")
+ONLY_FIRST_REPLICA = tf.VariableAggregation.ONLY_FIRST_REPLICA
 
 
 class Net(tf.keras.Model):
@@ -75,17 +76,28 @@ def make_optimizer(cfg: MnistConfig, model: Net) -> tf.keras.optimizers.Optimize
         # float32 (0.9 -> 0.8999999761581421 in a float64 run; docs/differences.md, row 10).
         optimizer = tf.keras.optimizers.SGD(learning_rate=cfg.lr, momentum=np.float64(cfg.momentum), nesterov=False)
     else:
-        # Keras adds epsilon to sqrt(v) before bias correction ("epsilon hat"): the same
-        # value as PyTorch's eps acts larger early on (docs/differences.md).
+        # Keras adds epsilon to sqrt(v) before bias correction ("epsilon hat"), PyTorch and Optax
+        # after it: Keras's epsilon is PyTorch's times sqrt(1 - beta2^t), which changes every step.
+        # So it is a variable that each step sets (adam_epsilon), and the three make the same
+        # update (docs/differences.md, row 9). ONLY_FIRST_REPLICA: set inside a replica's step.
+        epsilon = tf.Variable(cfg.eps, dtype=model.dtype, trainable=False, aggregation=ONLY_FIRST_REPLICA)
         optimizer = tf.keras.optimizers.Adam(
             learning_rate=cfg.lr,
             beta_1=np.float64(cfg.beta1),
             beta_2=np.float64(cfg.beta2),
-            epsilon=np.float64(cfg.eps),
+            epsilon=epsilon,
             amsgrad=False,
         )
+        optimizer.shared_epsilon = np.float64(cfg.eps)  # PyTorch's and Optax's, which adam_epsilon converts
     optimizer.build(model.trainable_variables)  # slot variables must exist before tf.function
     return optimizer
+
+
+def adam_epsilon(optimizer: tf.keras.optimizers.Optimizer) -> None:
+    """Before each Adam step: Keras's epsilon at step t that makes its update PyTorch's (make_optimizer)."""
+    if isinstance(optimizer, tf.keras.optimizers.Adam):
+        t = tf.cast(optimizer.iterations + 1, optimizer.epsilon.dtype)
+        optimizer.epsilon.assign(optimizer.shared_epsilon * tf.sqrt(1 - optimizer.beta_2**t))
 
 
 def loss_fn(model: Net, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -109,6 +121,7 @@ def train_step(
     # Compute gradients
     grads = tape.gradient(loss, model.trainable_variables)
     # Update weights
+    adam_epsilon(optimizer)  # Keras places Adam's epsilon before bias correction: see make_optimizer
     optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
     return loss
 

@@ -99,6 +99,7 @@ def train_step(model: mnist.Net, optimizer: tf.keras.optimizers.Optimizer, x: tf
         # Compute gradients
         grads = tape.gradient(loss, model.trainable_variables)
         # Update weights
+        mnist.adam_epsilon(optimizer)  # Keras places Adam's epsilon before bias correction (mnist.make_optimizer)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))  # all-reduces (SUM) first
         return loss
 
