@@ -22,8 +22,10 @@ FRAMEWORK_TITLES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "jax": "JA
 # The comment lines that mark the same step in every training step (README, "Layout").
 LANDMARKS = ("Forward pass", "Compute gradients", "Update weights")
 
-# The method that runs the forward pass has a different name in each framework's module class.
+# The method that runs the forward pass has a different name in each framework's module class; each
+# returns the last of layer_outputs, every layer's output in order (the float64 stages compare them all).
 FORWARD_METHODS = {"pytorch": "forward", "tensorflow": "call", "jax": "__call__"}
+LAYER_OUTPUTS = "layer_outputs"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ RUNTIME = Module(
     "setup",
     (
         one("setup", "configure", "10", "11", "13", "13b"),
+        one("setup", "float64", "10"),
         one("setup", "threads"),
         Row(
             "setup",
@@ -110,6 +113,18 @@ MNIST = Module(
         one("model", "get_params"),
         one("loss", "loss_fn", "6"),
         one("optimizer", "make_optimizer", "8", "9", "10"),
+        Row(
+            "optimizer",
+            (
+                Fn(
+                    "adam_epsilon",
+                    ("tensorflow",),
+                    "Keras adds Adam's epsilon before bias correction, PyTorch and Optax after it: Keras's epsilon is"
+                    " set each step to the value that makes its update theirs",
+                ),
+            ),
+            ("9",),
+        ),
         one("step", "train_step"),
         one("loop", "train", "12", "15"),
         Row(
@@ -195,20 +210,7 @@ PARALLEL = Module(
         ),
         one("dp-step", "get_params"),
         one("dp-loop", "train"),
-        Row(
-            "dp-loop",
-            (
-                Fn(
-                    "floatx",
-                    ("tensorflow",),
-                    "Keras makes the learning-rate variable in floatx(); PyTorch and JAX take the dtype from the"
-                    " weights, so their float64 reference needs no switch",
-                ),
-            ),
-            ("10",),
-        ),
         one("dp-loop", "close"),
-        one("dp-loop", "reference", "16"),
     ),
 )
 

@@ -54,6 +54,10 @@ class Recorder:
 
     def epoch(self, seconds: float, test_logits: np.ndarray) -> None:
         """Close an epoch: its training time and the logits of all 10,000 test images."""
+        if len(test_logits) != len(self.test_labels):  # a predict that drops its last, partial batch
+            raise ValueError(
+                f"predict returned {len(test_logits)} rows of logits for {len(self.test_labels)} test images"
+            )
         epoch_losses = self.step_losses[-self.steps_per_epoch :]
         self.test_logits = np.asarray(test_logits)
         self.epochs.append(

@@ -11,6 +11,7 @@ from common.contract import (
     FORWARD_METHODS,
     FRAMEWORKS,
     LANDMARKS,
+    LAYER_OUTPUTS,
     MNIST,
     MODULES,
     PLANE,
@@ -123,7 +124,7 @@ def class_methods(tree: ast.Module, name: str) -> list[str]:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_net_has_init_and_its_forward_method(framework: str) -> None:
     methods = class_methods(ast.parse(source(framework, "mnist")), "Net")
-    assert methods == ["__init__", FORWARD_METHODS[framework]]
+    assert methods == ["__init__", FORWARD_METHODS[framework], LAYER_OUTPUTS]
 
 
 def landmarks_in(fn_source: str) -> list[str]:

@@ -1,0 +1,431 @@
+"""The porting-bug catalogue (docs/porting-bugs.md): each classic bug, written into one framework, fails
+the verdict at the stage that catches it, naming that framework, the stage and where.
+
+Each bug is patched into one framework's module (monkeypatch), that framework's float64 stages are
+computed as a worker computes them (frameworks/worker.py, run_stages), and the verdict is built
+from them and the other two frameworks' correct stages exactly as compare.py builds it. Two bugs
+go through compare.py itself, in a patched copy of the project: one in the default run, one in a
+data-parallel run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common import layout, parity, stages
+from common.config import FRAMEWORKS, MnistConfig, RunConfig
+from common.data import batch_order
+from tests.conftest import ROOT, load_results
+
+pytestmark = [pytest.mark.slow, pytest.mark.pytorch, pytest.mark.tensorflow, pytest.mark.jax]
+
+# Small and quick: ten float64 steps of 20 examples (the stages' own STEPS), seed 0.
+MNIST = {
+    "sgd": MnistConfig(train_limit=1000, batch_size=20),
+    "adam": MnistConfig(train_limit=1000, batch_size=20, optimizer="adam", lr=0.001),
+}
+
+
+def module(framework: str, name: str = "mnist"):
+    return importlib.import_module(f"frameworks.{framework}.{name}")
+
+
+def run_stages(framework: str, optimizer: str) -> dict[str, np.ndarray]:
+    from frameworks import worker
+
+    cfg = RunConfig(task="mnist", mnist=MNIST[optimizer], out="unused")
+    return worker.run_stages(cfg, importlib.import_module(f"frameworks.{framework}"), "cpu")
+
+
+@pytest.fixture(scope="module")
+def correct() -> Callable[[str, str], dict[str, np.ndarray]]:
+    """Each framework's correct stages, computed once per optimizer."""
+    made: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+    def get(framework: str, optimizer: str) -> dict[str, np.ndarray]:
+        if (framework, optimizer) not in made:
+            made[framework, optimizer] = run_stages(framework, optimizer)
+        return made[framework, optimizer]
+
+    return get
+
+
+# --- The bugs, each as one framework would be written with it ---
+
+
+def fc_rows_not_permuted(mp: pytest.MonkeyPatch) -> None:
+    """Keras: fc's weights transposed, but not regrouped from PyTorch's C, H, W flatten to NHWC's H, W, C."""
+
+    def to_nhwc(params: dict[str, np.ndarray]) -> dict:
+        return {**layout.to_nhwc(params), "fc": (np.ascontiguousarray(params["fc.weight"].T), params["fc.bias"])}
+
+    mp.setattr(module("tensorflow"), "to_nhwc", to_nhwc)
+
+
+def conv_kernel_h_w_swapped(mp: pytest.MonkeyPatch) -> None:
+    """Flax: conv1's kernel moved from OIHW with transpose(3, 2, 1, 0) instead of (2, 3, 1, 0): H and W swapped."""
+
+    def to_nhwc(params: dict[str, np.ndarray]) -> dict:
+        kernel = np.ascontiguousarray(params["conv1.weight"].transpose(3, 2, 1, 0))
+        return {**layout.to_nhwc(params), "conv1": (kernel, params["conv1.bias"])}
+
+    mp.setattr(module("jax"), "to_nhwc", to_nhwc)
+
+
+def flatten_c_h_w(mp: pytest.MonkeyPatch) -> None:
+    """Flax: the NHWC map flattened in PyTorch's C, H, W order, while fc's rows were loaded for H, W, C."""
+    net = module("jax").Net
+    original = net.layer_outputs
+
+    def layer_outputs(self, x):
+        out = original(self, x)
+        out["flatten"] = out["pool2"].transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+        out["fc"] = self.fc(out["flatten"])
+        return out
+
+    mp.setattr(net, "layer_outputs", layer_outputs)
+
+
+def probabilities_not_logits(mp: pytest.MonkeyPatch) -> None:
+    """Keras: the cross-entropy without from_logits=True, which defaults to False: the logits read as probabilities."""
+    import tensorflow as tf
+
+    def loss_fn(model, x, y):
+        logits = model(x, training=True)
+        return tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits)), logits
+
+    mp.setattr(module("tensorflow"), "loss_fn", loss_fn)
+
+
+def label_smoothing(mp: pytest.MonkeyPatch) -> None:
+    """PyTorch: label_smoothing=0.1 carried over from another recipe."""
+    import torch.nn.functional as F
+
+    def loss_fn(model, x, y):
+        logits = model(x)
+        return F.cross_entropy(logits, y, label_smoothing=0.1), logits
+
+    mp.setattr(module("pytorch"), "loss_fn", loss_fn)
+
+
+def sum_not_mean(mp: pytest.MonkeyPatch) -> None:
+    """Optax: the per-example losses summed instead of averaged."""
+    import optax
+
+    def loss_fn(model, x, y):
+        logits = model(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).sum(), logits
+
+    mp.setattr(module("jax"), "loss_fn", loss_fn)
+
+
+def layer_cut_from_backprop(mp: pytest.MonkeyPatch) -> None:
+    """JAX: conv1's output wrapped in stop_gradient (a frozen layer): the loss is right, conv1 never learns."""
+    import jax
+
+    jax_mnist = module("jax")
+    original = jax_mnist.Net.layer_outputs
+
+    def layer_outputs(self, x):
+        out = original(self, x)
+        out["relu1"] = jax_mnist.nnx.relu(jax.lax.stop_gradient(out["conv1"]))
+        out["pool1"] = jax_mnist.max_pool(out["relu1"])
+        out["conv2"] = self.conv2(out["pool1"])
+        out["relu2"] = jax_mnist.nnx.relu(out["conv2"])
+        out["pool2"] = jax_mnist.max_pool(out["relu2"])
+        out["flatten"] = out["pool2"].reshape(x.shape[0], -1)
+        out["fc"] = self.fc(out["flatten"])
+        return out
+
+    mp.setattr(jax_mnist.Net, "layer_outputs", layer_outputs)
+
+
+def torch_sgd(**changes: object) -> Callable[[pytest.MonkeyPatch], None]:
+    """PyTorch's SGD with one of its constants changed from the shared recipe."""
+
+    def patch(mp: pytest.MonkeyPatch) -> None:
+        import torch
+
+        def make_optimizer(cfg: MnistConfig, model):
+            settings = {"lr": cfg.lr, "momentum": cfg.momentum, "dampening": 0.0, "nesterov": False, **changes}
+            return torch.optim.SGD(model.parameters(), **settings)
+
+        mp.setattr(module("pytorch"), "make_optimizer", make_optimizer)
+
+    return patch
+
+
+def optax_weight_decay(mp: pytest.MonkeyPatch) -> None:
+    """Optax: weight decay 5e-4 added to SGD, as another recipe had it."""
+    import optax
+    from flax import nnx
+
+    def make_optimizer(cfg: MnistConfig, model):
+        tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(cfg.lr, momentum=cfg.momentum))
+        return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    mp.setattr(module("jax"), "make_optimizer", make_optimizer)
+
+
+def keras_default_epsilon(mp: pytest.MonkeyPatch) -> None:
+    """Keras: Adam's epsilon left at Keras's default 1e-7 instead of the shared 1e-8."""
+    tf_mnist = module("tensorflow")
+    original = tf_mnist.make_optimizer
+
+    def make_optimizer(cfg: MnistConfig, model):
+        return original(replace(cfg, eps=1e-7), model)
+
+    mp.setattr(tf_mnist, "make_optimizer", make_optimizer)
+
+
+def keras_epsilon_hat(mp: pytest.MonkeyPatch) -> None:
+    """Keras: Adam's epsilon added where Keras adds it, before bias correction (no per-step epsilon)."""
+    mp.setattr(module("tensorflow"), "adam_epsilon", lambda optimizer: None)
+
+
+def optax_epsilon_in_sqrt(mp: pytest.MonkeyPatch) -> None:
+    """Optax: Adam's epsilon inside the square root (eps_root) instead of added to it (eps)."""
+    import optax
+    from flax import nnx
+
+    def make_optimizer(cfg: MnistConfig, model):
+        tx = optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=0.0, eps_root=cfg.eps)
+        return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    mp.setattr(module("jax"), "make_optimizer", make_optimizer)
+
+
+def torch_amsgrad(mp: pytest.MonkeyPatch) -> None:
+    """PyTorch: Adam with amsgrad=True."""
+    import torch
+
+    def make_optimizer(cfg: MnistConfig, model):
+        betas = (cfg.beta1, cfg.beta2)
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=betas, eps=cfg.eps, amsgrad=True)
+
+    mp.setattr(module("pytorch"), "make_optimizer", make_optimizer)
+
+
+def keras_python_float_momentum(mp: pytest.MonkeyPatch) -> None:
+    """Keras: momentum passed as a Python float, which Keras casts through float32 (0.8999999762)."""
+    import tensorflow as tf
+
+    def make_optimizer(cfg: MnistConfig, model):
+        optimizer = tf.keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum)
+        optimizer.build(model.trainable_variables)
+        return optimizer
+
+    mp.setattr(module("tensorflow"), "make_optimizer", make_optimizer)
+
+
+def keras_float32_learning_rate(mp: pytest.MonkeyPatch) -> None:
+    """Keras: floatx() left at float32, so the learning-rate variable of the float64 model is float32."""
+    mp.setattr(module("tensorflow", "runtime"), "float64", contextlib.nullcontext)
+
+
+def no_zero_grad(mp: pytest.MonkeyPatch) -> None:
+    """PyTorch: optimizer.zero_grad() left out, so each step's gradients add to the last ones."""
+    torch_mnist = module("pytorch")
+
+    def train_step(model, optimizer, x, y, idx):
+        x, y = x[idx], y[idx]
+        loss, _ = torch_mnist.loss_fn(model, x, y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    mp.setattr(torch_mnist, "train_step", train_step)
+
+
+def reversed_batches(mp: pytest.MonkeyPatch) -> None:
+    """JAX: the epoch's batches taken in reverse order."""
+    mp.setattr(module("jax"), "batch_order", lambda *args, **kw: batch_order(*args, **kw)[::-1])
+
+
+def softmax_in_predict(mp: pytest.MonkeyPatch) -> None:
+    """Keras: predict returns probabilities (a softmax on top), not logits."""
+    import tensorflow as tf
+
+    tf_mnist = module("tensorflow")
+
+    def predict(model, x, batch_size):
+        rows = range(0, len(x), batch_size)
+        return np.concatenate([tf.nn.softmax(tf_mnist.forward(model, x[i : i + batch_size])).numpy() for i in rows])
+
+    mp.setattr(tf_mnist, "predict", predict)
+
+
+def shuffled_test_batches(mp: pytest.MonkeyPatch) -> None:
+    """PyTorch: the test batches scored in another order (a test DataLoader with shuffle=True)."""
+    import torch
+
+    def predict(model, x, batch_size):
+        with torch.no_grad():
+            rows = reversed(range(0, len(x), batch_size))
+            return torch.cat([model(x[i : i + batch_size]) for i in rows]).numpy()
+
+    mp.setattr(module("pytorch"), "predict", predict)
+
+
+def test_a_dropped_last_batch_is_named_not_a_traceback() -> None:
+    """A predict that stops before the last, partial batch (drop_last=True) cannot be scored: one clear line."""
+    from common.recorder import Recorder
+
+    recorder = Recorder("pytorch", np.zeros(500, dtype=np.int64), 1, 10, 20, quiet=True)
+    with pytest.raises(ValueError, match=r"^predict returned 400 rows of logits for 500 test images$"):
+        recorder.epoch(1.0, np.zeros((400, 10)))
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    framework: str
+    patch: Callable[[pytest.MonkeyPatch], None]
+    stage: str
+    where: str  # where the verdict says the framework parts (its start)
+    optimizer: str = "sgd"
+
+
+CATALOGUE = (
+    Bug("fc rows not permuted", "tensorflow", fc_rows_not_permuted, "forward", "fc"),
+    Bug("conv kernel H and W swapped", "jax", conv_kernel_h_w_swapped, "forward", "conv1"),
+    Bug("flatten in C, H, W order", "jax", flatten_c_h_w, "forward", "flatten"),
+    Bug("probabilities for logits", "tensorflow", probabilities_not_logits, "loss", "loss"),
+    Bug("label smoothing", "pytorch", label_smoothing, "loss", "loss"),
+    Bug("sum for mean", "jax", sum_not_mean, "loss", "loss"),
+    Bug("layer cut from backprop", "jax", layer_cut_from_backprop, "gradients", "conv1.bias"),
+    Bug("SGD without momentum", "pytorch", torch_sgd(momentum=0.0), "update", "step 3"),
+    Bug("SGD dampening", "pytorch", torch_sgd(dampening=0.1), "update", "step 3"),
+    Bug("SGD Nesterov", "pytorch", torch_sgd(nesterov=True), "update", "step 2"),
+    Bug("weight decay", "jax", optax_weight_decay, "update", "step 2"),
+    Bug("Keras's default Adam epsilon", "tensorflow", keras_default_epsilon, "update", "step 2", "adam"),
+    Bug("Keras's epsilon hat", "tensorflow", keras_epsilon_hat, "update", "step 2", "adam"),
+    Bug("Adam epsilon inside the square root", "jax", optax_epsilon_in_sqrt, "update", "step 2", "adam"),
+    Bug("AMSGrad", "pytorch", torch_amsgrad, "update", "step", "adam"),
+    Bug("Python-float momentum in Keras", "tensorflow", keras_python_float_momentum, "update", "step 3"),
+    Bug("float32 learning rate in Keras", "tensorflow", keras_float32_learning_rate, "update", "step 2"),
+    Bug("no zero_grad", "pytorch", no_zero_grad, "update", "step 3"),
+    Bug("batches in reverse order", "jax", reversed_batches, "update", "step 1"),
+    Bug("softmax in predict", "tensorflow", softmax_in_predict, "evaluation", "logits"),
+    Bug("test batches shuffled", "pytorch", shuffled_test_batches, "evaluation", "logits"),
+)
+
+
+@contextlib.contextmanager
+def jit_traced_anew(framework: str) -> Iterator[None]:
+    """JAX's jitted step was traced with the module's functions as they were: trace it again, in and after."""
+    if framework == "jax":
+        import jax
+
+        jax.clear_caches()
+    try:
+        yield
+    finally:
+        if framework == "jax":
+            jax.clear_caches()
+
+
+def verdict(tmp_path: Path, records: dict[str, dict[str, np.ndarray]]) -> dict:
+    """The verdict compare.py gives on these stages (the float64 stage checks of mnist_parity)."""
+    for name, arrays in records.items():
+        (tmp_path / "stages").mkdir(exist_ok=True)
+        np.savez(tmp_path / "stages" / f"{name}.npz", **arrays)
+    runs = [{"framework": name, "status": "ok"} for name in records]
+    table = parity.stage_table(tmp_path, runs)
+    return parity.with_stages(parity.verdict(parity.stage_checks(table), runs), table)
+
+
+@pytest.mark.parametrize("bug", CATALOGUE, ids=[bug.name for bug in CATALOGUE])
+def test_each_bug_fails_the_verdict_at_its_stage(
+    bug: Bug, correct: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The framework with the bug parts from the other two at the bug's stage, and every stage before agrees."""
+    with monkeypatch.context() as mp:
+        bug.patch(mp)
+        with jit_traced_anew(bug.framework):
+            buggy = run_stages(bug.framework, bug.optimizer)
+    others = [f for f in FRAMEWORKS if f != bug.framework]
+    records = {f: correct(f, bug.optimizer) for f in others} | {bug.framework: buggy}
+    result = verdict(tmp_path, records)
+    headline = parity.headline(result)
+    print(headline)
+    expected = f"DISAGREE at {stages.LABELS[bug.stage]}: {bug.framework} parts from {' and '.join(others)} at "
+    assert headline.startswith(expected + bug.where), headline
+    earlier = stages.STAGES[: stages.STAGES.index(bug.stage)]
+    assert [s["stage"] for s in result["stages"] if s["passed"]][: len(earlier)] == list(earlier)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_correct_code_agrees_in_every_stage(optimizer: str, correct: Callable, tmp_path: Path) -> None:
+    """The catalogue's baseline: the three frameworks as written agree at every stage (measured <= 2e-14)."""
+    result = verdict(tmp_path, {f: correct(f, optimizer) for f in FRAMEWORKS})
+    assert result["status"] == parity.AGREE
+    assert max(c["value"] for c in result["checks"]) < 1e-13
+
+
+# --- Through compare.py: a patched copy of the project ---
+
+
+def patched_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
+    """The tracked files of this checkout in tmp_path/project, with one line of `file` changed."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    copy = tmp_path / "project"
+    for name in files:
+        if name.endswith((".py", ".css")):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    text = (copy / file).read_text()
+    assert text.count(old) == 1, old
+    (copy / file).write_text(text.replace(old, new))
+    return copy
+
+
+def compare_in(copy: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = copy / "run"
+    cmd = [sys.executable, str(copy / "compare.py"), "--quiet", *args, "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=900)
+    return proc, load_results(out)
+
+
+def test_nesterov_in_pytorch_fails_the_default_verdict_at_the_update(tmp_path: Path) -> None:
+    """One of the bugs whose float32 outcome after an epoch of 10,000 examples stayed within the accuracy and
+    loss checks; the float64 update stage names it whatever the run's length."""
+    copy = patched_copy(tmp_path, "frameworks/pytorch/mnist.py", "dampening=0.0, nesterov=False", "nesterov=True")
+    proc, doc = compare_in(copy, "--train-limit", "1000", "--epochs", "1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "DISAGREE at the update: pytorch parts from tensorflow and jax at step 2" in proc.stdout
+    assert "(forward pass, loss and gradients agree)" in proc.stdout
+    update = next(s for s in doc["parity"]["stages"] if s["stage"] == "update")
+    assert update["pairs"]["tensorflow vs jax"]["passed"] and not update["pairs"]["pytorch vs jax"]["passed"]
+
+
+@pytest.mark.distributed
+def test_per_replica_mean_fails_the_data_parallel_check(tmp_path: Path) -> None:
+    """MirroredStrategy sums the replicas' gradients: each replica's own mean makes the step N times too large."""
+    copy = patched_copy(
+        tmp_path,
+        "frameworks/tensorflow/parallel.py",
+        "tf.nn.compute_average_loss(losses), logits",
+        "tf.reduce_mean(losses), logits",
+    )
+    proc, doc = compare_in(copy, "--frameworks", "pytorch,tensorflow", "--devices", "2", *TINY)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    checks = {c["name"]: c for c in doc["parity"]["checks"]}
+    engine = {name: c["passed"] for name, c in checks.items() if ": 2 devices vs one, " in name}
+    assert engine and all(passed != name.startswith("tensorflow") for name, passed in engine.items()), engine
+    assert all(s["passed"] for s in doc["parity"]["stages"])  # one device each: the port is right there
+    headline = "DISAGREE: tensorflow: 2 devices vs one, first 10 step losses (float64): max relative difference"
+    assert f"{headline} (); the float64 stages agree" in proc.stdout
+
+
+TINY = ("--train-limit", "600", "--epochs", "1", "--batch-size", "60")
