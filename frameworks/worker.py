@@ -82,7 +82,9 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
         return run_checks_only(cfg, fw, device)
     if cfg.parallel.enabled:
         return run_parallel(cfg, fw, data, device)
+    start = time.perf_counter()
     atomic_save_npz(cfg.out_dir / "stages" / f"{name}.npz", run_stages(cfg, fw, device))
+    stages_seconds = time.perf_counter() - start
     init = mnist_init(cfg.seed) if m.init == "shared" else None
     model = mnist.create_model(m, init, device, seed=cfg.seed)
     if init is not None:  # the first training batch, for the float32 first-step checks
@@ -97,7 +99,11 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
         recorder.close()
     params_path = cfg.out_dir / "params" / f"{name}.npz"
     save_canonical(params_path, mnist.get_params(model))
-    return {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir))}
+    return {
+        **recorder.result(),
+        "params": str(params_path.relative_to(cfg.out_dir)),
+        "stages_seconds": stages_seconds,  # the float64 stages' share of wall_seconds
+    }
 
 
 # --- The float64 stages (common.stages): every step of the recipe, before the float32 training ---
