@@ -107,6 +107,21 @@ def test_ctrl_c_records_what_finished_and_leaves_valid_results(tmp_path: Path) -
     assert runs["tensorflow"]["status"] == "interrupted"
 
 
+def test_a_table_of_failed_runs_lines_up() -> None:
+    """The failure layout sizes framework, version and device like the normal one ("tensorflow" is 10 wide)."""
+    from common import table
+
+    stopped = [[f, "-", "-", "interrupted: stopped by Ctrl-C"] for f in ("pytorch", "tensorflow")]
+    ok = ["jax", "0.10.2", "cpu", "0.41000", "0.30000", "91.00%", "2.0", "3,000"]
+    assert table.text(table.MNIST_COLUMNS, [*stopped, ok]).splitlines() == [
+        "framework   version  device  final train loss  test loss  test accuracy  train s  images/s",
+        "----------  -------  ------  ----------------  ---------  -------------  -------  --------",
+        "pytorch     -        -       interrupted: stopped by Ctrl-C",
+        "tensorflow  -        -       interrupted: stopped by Ctrl-C",
+        "jax         0.10.2   cpu     0.41000           0.30000    91.00%         2.0      3,000",
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.pytorch
 @pytest.mark.jax
