@@ -442,11 +442,11 @@ def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> 
     (tmp_path / "pytorch.rank0.json").write_text(
         json.dumps({"rank": 0, "error": "RuntimeError: gloo", "failed_at": 1.0})
     )
-    message = group.failure(True, tmp_path / "pytorch.json", tmp_path / "log")
+    message = group.failure(True, tmp_path / "pytorch.json")
     assert message == "rank 1 killed by SIGKILL (out of memory?); the other ranks were stopped"
     (tmp_path / "pytorch.rank1.json").write_text(json.dumps({"rank": 1, "error": "ValueError: boom", "failed_at": 0.5}))
     group.tails = [[]]
-    assert group.failure(True, tmp_path / "pytorch.json", tmp_path / "log") == "rank 1: ValueError: boom"
+    assert group.failure(True, tmp_path / "pytorch.json") == "rank 1: ValueError: boom"
 
 
 # --- Speed: --benchmark --devices 1,2 ---
