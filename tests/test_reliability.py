@@ -38,15 +38,20 @@ def fake_torch(tmp_path: Path, body: str) -> dict[str, str]:
 
 @pytest.mark.jax
 @pytest.mark.parametrize(
-    ("body", "error"),
+    ("body", "error", "names_log"),
     [
-        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "worker killed by SIGKILL (out of memory?)"),
-        ("raise MemoryError\n", "out of memory; lower --batch-size"),
-        ("raise ImportError('libtorch.so: cannot open shared object file')\n", "ImportError: libtorch.so"),
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+            "worker killed by SIGKILL (out of memory?)",
+            True,
+        ),
+        ("raise MemoryError\n", "out of memory; lower --batch-size", False),
+        ("raise ImportError('libtorch.so: cannot open shared object file')\n", "ImportError: libtorch.so", True),
     ],
     ids=["killed", "out-of-memory", "broken-install"],
 )
-def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, error: str) -> None:
+def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, error: str, names_log: bool) -> None:
+    """One line each; the broken install's traceback is in the log that the line names, not on the terminal."""
     out = tmp_path / "run"
     env = fake_torch(tmp_path, body)
     proc = run_compare("--task", "plane", "--frameworks", "pytorch,jax", "--out", str(out), env=env)
@@ -54,8 +59,10 @@ def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, erro
     runs = runs_by_framework(load_results(out))
     assert runs["pytorch"]["status"] == "failed"
     assert runs["pytorch"]["error"].startswith(error)
+    assert runs["pytorch"]["error"].endswith(f" (see {out}/logs/pytorch.log)") == names_log
     assert runs["jax"]["status"] == "ok"
     assert "failed: " + error in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.jax
