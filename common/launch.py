@@ -34,15 +34,21 @@ INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
 GROUP_TAG = "TRIPTYCH_GROUP"  # marks every process of one framework's run (Group.stop)
 POLL_SECONDS = 0.05
 STOP_SECONDS = 5.0
-# TensorFlow's and XLA's C++ INFO/WARNING lines (absl format) and absl's pre-init notice: kept
-# in logs/<framework>.log, not shown. TF_CPP_MIN_LOG_LEVEL does not reach messages logged
-# before absl is initialised, nor grappler's "Not handling type DT_DOUBLE" in float64 runs.
+# TensorFlow's and XLA's C++ INFO/WARNING lines (absl format; torchrun's agent logs in it too, with
+# a file's whole path) and absl's pre-init notice: kept in logs/<framework>.log, not shown.
+# TF_CPP_MIN_LOG_LEVEL does not reach messages logged before absl is initialised, nor grappler's
+# "Not handling type DT_DOUBLE" in float64 runs.
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*"
     rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*"  # gloo's notice in every JAX process (stdout)
     rb"|USDT:[\d-]+ [\d:]+ \d+:\d+ \w+\.cpp:\d+\] profiler_(start|stop))$"  # torch.profiler, --profile
 )
+# The first sign that a process is failing: a Python traceback, or an ERROR/FATAL line in absl format
+# (torchrun's agent, TensorFlow's collectives and coordination service, XLA under jax.distributed).
+# From there on that process's output is the failure's detail: the log keeps it, the terminal gets
+# the project's one line naming the log (run_one).
+FAILING = re.compile(rb"^(Traceback \(most recent call last\):|[EF]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*)$")
 
 
 def missing_modules(framework: str) -> list[str]:
@@ -90,12 +96,13 @@ def run_one(framework: str, cfg: RunConfig, job: Path, name: str | None = None) 
     """Run one framework's worker (or its data-parallel group); a crash, hang or kill becomes a `failed` entry.
 
     `name` (default: the framework) names its result and log files when one run starts several.
+    A failure whose details the terminal was spared (Group.relay) names the log that holds them.
     """
     name = name or framework
     result = cfg.out_dir / "runs" / f"{name}.json"
     for stale in (result, *rank_records(result)):
         stale.unlink(missing_ok=True)
-    log = cfg.out_dir / "logs" / f"{name}.log"
+    log = log_file(cfg, name)
     log.parent.mkdir(parents=True, exist_ok=True)
     worker = ["frameworks.worker", framework, str(job), str(result)]
     gpus = cluster.visible_gpus() if cfg.parallel.enabled and cfg.device != "cpu" else None
@@ -106,23 +113,22 @@ def run_one(framework: str, cfg: RunConfig, job: Path, name: str | None = None) 
         return not_run(framework, "failed", f"timed out after {cfg.timeout:g} s (raise --timeout)")
     finally:
         group.stop()
-    if result.is_file():
-        return json.loads(result.read_text())
-    return not_run(framework, "failed", group.failure(cluster.ranked(framework, cfg), result, log))
+    if not result.is_file():  # what the launcher and the ranks printed about it is in the log
+        return not_run(framework, "failed", see_log(group.failure(cluster.ranked(framework, cfg), result), log))
+    entry = json.loads(result.read_text())
+    if entry["status"] != "ok" and group.withheld:  # the worker's traceback went to the log, not the terminal
+        entry["error"] = see_log(entry["error"], log)
+    return entry
 
 
-def relay_stderr(stream: IO[bytes], log: IO[bytes], lock: threading.Lock, tail: deque[bytes]) -> None:
-    """Copy a worker's stderr to its log file, and all but framework log noise to ours."""
-    for line in stream:
-        tail.append(line)
-        with lock:
-            if log.closed:  # the group was stopped and its log closed: nothing left to keep
-                return
-            log.write(line)
-            log.flush()
-            if not NOISE.match(line.rstrip(b"\r\n")):
-                sys.stderr.buffer.write(line)
-                sys.stderr.flush()
+def log_file(cfg: RunConfig, name: str) -> Path:
+    """Where everything the processes of one run print is kept (`name`: run_one's)."""
+    return cfg.out_dir / "logs" / f"{name}.log"
+
+
+def see_log(message: str, log: Path) -> str:
+    """A one-line message that points to the log holding what the processes printed about it."""
+    return f"{message} (see {log})"
 
 
 class Group:
@@ -144,6 +150,8 @@ class Group:
         self.relays: list[threading.Thread] = []
         self.failed: list[int] = []  # members that exited non-zero before any was stopped, in member order
         self.lock = threading.Lock()
+        self.stopping = False  # from stop() on, nothing more is shown: launchers report the signal at length
+        self.withheld = False  # a process's failure (FAILING and what followed) went to the log only
         try:
             for member in members:
                 self.start(member, env)
@@ -172,11 +180,32 @@ class Group:
             os.close(write)
         tail: deque[bytes] = deque(maxlen=400)
         stream = os.fdopen(read, "rb")
-        relay = threading.Thread(target=relay_stderr, args=(stream, self.log, self.lock, tail), daemon=True)
+        relay = threading.Thread(target=self.relay, args=(stream, tail), daemon=True)
         relay.start()
         self.procs.append(proc)
         self.tails.append(tail)
         self.relays.append(relay)
+
+    def relay(self, stream: IO[bytes], tail: deque[bytes]) -> None:
+        """Copy one process's output to the log, and to our stderr what the user should see while it runs.
+
+        Not shown: framework log noise; a process's output from its first sign of failure on; and
+        everything once the group is being stopped.
+        """
+        failing = False
+        for line in stream:
+            tail.append(line)
+            bare = line.rstrip(b"\r\n")
+            failing = failing or bool(FAILING.match(bare))
+            with self.lock:
+                if self.log.closed:  # the group was stopped and its log closed: nothing left to keep
+                    return
+                self.log.write(line)
+                self.log.flush()
+                self.withheld = self.withheld or failing
+                if not (failing or self.stopping or NOISE.match(bare)):
+                    sys.stderr.buffer.write(line)
+                    sys.stderr.flush()
 
     def wait(self, timeout: float) -> None:
         """Until every process exits 0 or one fails; subprocess.TimeoutExpired after `timeout` seconds."""
@@ -192,6 +221,8 @@ class Group:
 
     def stop(self) -> None:
         """SIGTERM every process of the group, then SIGKILL whatever lingers; close the log."""
+        with self.lock:
+            self.stopping = True
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for proc in self.procs:
                 if proc.poll() is None:
@@ -210,7 +241,7 @@ class Group:
         with self.lock:
             self.log.close()
 
-    def failure(self, ranked: bool, result: Path, log: Path) -> str:
+    def failure(self, ranked: bool, result: Path) -> str:
         """Why no result came back; with several ranks, the one that failed first (the others were stopped)."""
         deaths = self.deaths()
         if deaths:
@@ -228,7 +259,7 @@ class Group:
         failed = self.failed[0] if self.failed else 0
         rank, code = self.members[failed].rank, self.procs[failed].returncode
         who = f"rank {rank}" if ranked and rank is not None else "worker"
-        return f"{who} exited with code {code} before writing a result (see {log})"
+        return f"{who} exited with code {code} before writing a result"
 
     def deaths(self) -> list[tuple[int | None, int]]:
         """(rank, signal) of each process killed from outside (a crash, the OOM killer), first seen first.
@@ -266,7 +297,7 @@ def run_all(cfg: RunConfig) -> list[dict[str, Any]]:
     job = cfg.out_dir / "job.json"
     atomic_write_json(job, cfg.to_dict())
     runs: list[dict[str, Any]] = []
-    for i, framework in enumerate(cfg.frameworks):
+    for framework in cfg.frameworks:
         missing = missing_modules(framework)
         if missing:
             error = f"{', '.join(missing)} not installed; install with: {install_hint(framework)}"
@@ -277,9 +308,18 @@ def run_all(cfg: RunConfig) -> list[dict[str, Any]]:
             if not cfg.quiet:
                 print(summary_line(runs[-1]), file=sys.stderr, flush=True)
         except KeyboardInterrupt:
-            runs += [not_run(f, "interrupted", "stopped by Ctrl-C") for f in cfg.frameworks[i:]]
-            raise Interrupted(runs) from None
+            raise Interrupted([*runs, *stopped(cfg, cfg.frameworks[len(runs) :])]) from None
     return runs
+
+
+def stopped(cfg: RunConfig, frameworks: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Ctrl-C: the frameworks not finished; the one that was running names its log (what it printed as it stopped)."""
+    entries = []
+    for framework in frameworks:
+        log = log_file(cfg, framework)
+        message = see_log("stopped by Ctrl-C", log) if log.is_file() and not entries else "stopped by Ctrl-C"
+        entries.append(not_run(framework, "interrupted", message))
+    return entries
 
 
 class Interrupted(Exception):

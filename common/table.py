@@ -74,11 +74,13 @@ def checks_table(checks: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[li
 
 
 def text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
-    """Aligned columns; a row shorter than the header (a failed run) runs on past them."""
-    widths = [
-        max([len(c)] + [len(r[i]) for r in rows if i < len(r) and len(r) == len(columns)])
-        for i, c in enumerate(columns)
-    ]
+    """Aligned columns; a row shorter than the header (a failed run) runs on past them in its last cell.
+
+    Only that last cell is left out of the widths: the cells before it (framework, version, device)
+    are sized like every other row's, so a table of failed runs lines up as well.
+    """
+    sized = [r if len(r) == len(columns) else r[:-1] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in sized if i < len(r)]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     for r in rows:

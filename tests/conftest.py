@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,48 @@ def run_compare(*args: str, timeout: float = 600, env: dict[str, str] | None = N
         text=True,
         timeout=timeout,
     )
+
+
+def start_compare(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """compare.py started in a process group of its own, as a terminal's foreground job, for Ctrl-C tests.
+
+    A shell's background job (`make test &`) starts with SIGINT ignored, and an ignored signal stays
+    ignored across exec; a handled one is reset to the default. So handle it while compare.py starts,
+    and Ctrl-C (SIGINT to its process group: interrupt()) reaches it as it does from a terminal.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "compare.py"), "--quiet", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def interrupt(proc: subprocess.Popen) -> tuple[str, str]:
+    """Ctrl-C: SIGINT to compare.py's process group; its stdout and stderr once it has exited."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=180)  # generous: a loaded CI machine renders the report slowly
+    finally:
+        proc.kill()  # a failed wait must not leave compare.py running its remaining frameworks
+
+
+def assert_columns_line_up(table: str) -> None:
+    """Every row's cells start where the header's names do (a failed row's last cell runs on)."""
+    header, rule, *rows = table.splitlines()
+    assert rows and rule.replace("-", "").strip() == ""
+    starts = [i for i in range(len(rule)) if rule[i] == "-" and (i == 0 or rule[i - 1] == " ")]
+    assert starts == [i for i in range(len(header)) if header[i] != " " and (i == 0 or header[i - 2 : i] == "  ")]
+    for row in rows:
+        cells = [i for i in range(len(row)) if row[i] != " " and (i == 0 or row[i - 2 : i] == "  ")]
+        assert cells == starts[: len(cells)], row
 
 
 def load_results(out: Path) -> dict[str, Any]:

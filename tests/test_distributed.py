@@ -15,7 +15,14 @@ from common import cluster, environment, parity, stages, table
 from common.config import MnistConfig, ParallelConfig, RunConfig
 from common.parallel import PROCESS_ID, first_batches, replica_rows
 from common.weights import CANONICAL_SHAPES
-from tests.conftest import load_results, run_compare, runs_by_framework
+from tests.conftest import (
+    assert_columns_line_up,
+    interrupt,
+    load_results,
+    run_compare,
+    runs_by_framework,
+    start_compare,
+)
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 # Tiny runs: 10 steps of 60 (divisible by 2 and 3); the reference compares the first 30 steps.
@@ -413,10 +420,66 @@ def test_a_killed_replica_stops_its_framework_and_the_others_finish(tmp_path: Pa
     assert proc.returncode == 1, proc.stdout + proc.stderr
     runs = runs_by_framework(load_results(out))
     assert runs["pytorch"]["status"] == "failed"
-    assert runs["pytorch"]["error"] == "rank 1 killed by SIGKILL (out of memory?); the other ranks were stopped"
+    log = out / "logs" / "pytorch.log"
+    cause = "rank 1 killed by SIGKILL (out of memory?); the other ranks were stopped"
+    assert runs["pytorch"]["error"] == f"{cause} (see {log})"
     assert runs["jax"]["status"] == "ok" and runs["jax"]["engine"] == "jax.sharding (NamedSharding, nnx.jit)"
     check_values(load_results(out), "jax")
     assert_all_ended(pids, 2)
+    assert_only_our_lines(proc.stdout + proc.stderr, log, "ChildFailedError")
+    assert processes_of(out) == []
+    assert f"failed: {cause} (see {log})" in proc.stdout
+    assert_columns_line_up(proc.stdout.split("\n\n")[0])
+
+
+def assert_only_our_lines(terminal: str, log: Path, detail: str) -> None:
+    """The engine's report (`detail`, its traceback, its absl lines) is in the log, never on the terminal."""
+    assert detail in log.read_text() and "Traceback (most recent call last):" in log.read_text()
+    for engine in (detail, "Traceback", "torch.distributed.elastic", "] Sending process", "SIGTERM"):
+        assert engine not in terminal, terminal
+
+
+def processes_of(out: Path) -> list[str]:
+    """Command lines of live processes that name the run's directory (launchers, workers)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(out) in cmd and alive(int(cmdline.parent.name)):
+            found.append(cmd)
+    return found
+
+
+@pytest.mark.distributed
+@pytest.mark.pytorch
+def test_ctrl_c_during_a_multi_process_run_shows_only_our_lines(tmp_path: Path) -> None:
+    """Ctrl-C with two torchrun nodes up: each agent raises SignalException at length; the terminal gets none of it."""
+    env, pids = rank_hook(tmp_path, "pytorch", "import time\ntime.sleep(600)")  # rank 1 hangs, rank 0 waits for it
+    out = tmp_path / "run"
+    args = (*TINY, "--devices", "2", "--processes", "2", "--frameworks", "pytorch,tensorflow", "--out", str(out))
+    proc = start_compare(*args, env=env)
+    deadline = time.monotonic() + 120
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.2)  # both agents have started their rank: they are in their monitoring loop
+    time.sleep(1.0)
+    stdout, stderr = interrupt(proc)
+    assert proc.returncode == 130, stdout + stderr
+    log = out / "logs" / "pytorch.log"
+    runs = runs_by_framework(load_results(out))
+    assert runs["pytorch"]["error"] == f"stopped by Ctrl-C (see {log})"
+    assert runs["tensorflow"]["error"] == "stopped by Ctrl-C"
+    assert_only_our_lines(stdout + stderr, log, "SignalException")
+    assert stderr == ""
+    assert stdout.splitlines()[:4] == [
+        "framework   version  device  final train loss  test loss  test accuracy  train s  images/s",
+        "----------  -------  ------  ----------------  ---------  -------------  -------  --------",
+        f"pytorch     -        -       interrupted: stopped by Ctrl-C (see {log})",
+        "tensorflow  -        -       interrupted: stopped by Ctrl-C",
+    ]
+    assert_all_ended(pids, 2)
+    assert processes_of(out) == []
 
 
 @pytest.mark.distributed
@@ -459,11 +522,11 @@ def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> 
     (tmp_path / "pytorch.rank0.json").write_text(
         json.dumps({"rank": 0, "error": "RuntimeError: gloo", "failed_at": 1.0})
     )
-    message = group.failure(True, tmp_path / "pytorch.json", tmp_path / "log")
+    message = group.failure(True, tmp_path / "pytorch.json")
     assert message == "rank 1 killed by SIGKILL (out of memory?); the other ranks were stopped"
     (tmp_path / "pytorch.rank1.json").write_text(json.dumps({"rank": 1, "error": "ValueError: boom", "failed_at": 0.5}))
     group.tails = [[]]
-    assert group.failure(True, tmp_path / "pytorch.json", tmp_path / "log") == "rank 1: ValueError: boom"
+    assert group.failure(True, tmp_path / "pytorch.json") == "rank 1: ValueError: boom"
 
 
 # --- Speed: --benchmark --devices 1,2 ---

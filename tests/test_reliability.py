@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,15 @@ import compare
 from common import launch
 from common.config import RunConfig
 from common.data import MNIST_FILES
-from tests.conftest import ROOT, SHORT_MNIST, load_results, run_compare, runs_by_framework
+from tests.conftest import (
+    SHORT_MNIST,
+    assert_columns_line_up,
+    interrupt,
+    load_results,
+    run_compare,
+    runs_by_framework,
+    start_compare,
+)
 
 
 def fake_torch(tmp_path: Path, body: str) -> dict[str, str]:
@@ -33,15 +38,20 @@ def fake_torch(tmp_path: Path, body: str) -> dict[str, str]:
 
 @pytest.mark.jax
 @pytest.mark.parametrize(
-    ("body", "error"),
+    ("body", "error", "names_log"),
     [
-        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "worker killed by SIGKILL (out of memory?)"),
-        ("raise MemoryError\n", "out of memory; lower --batch-size"),
-        ("raise ImportError('libtorch.so: cannot open shared object file')\n", "ImportError: libtorch.so"),
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+            "worker killed by SIGKILL (out of memory?)",
+            True,
+        ),
+        ("raise MemoryError\n", "out of memory; lower --batch-size", False),
+        ("raise ImportError('libtorch.so: cannot open shared object file')\n", "ImportError: libtorch.so", True),
     ],
     ids=["killed", "out-of-memory", "broken-install"],
 )
-def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, error: str) -> None:
+def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, error: str, names_log: bool) -> None:
+    """One line each; the broken install's traceback is in the log that the line names, not on the terminal."""
     out = tmp_path / "run"
     env = fake_torch(tmp_path, body)
     proc = run_compare("--task", "plane", "--frameworks", "pytorch,jax", "--out", str(out), env=env)
@@ -49,8 +59,10 @@ def test_one_framework_failing_leaves_the_others(tmp_path: Path, body: str, erro
     runs = runs_by_framework(load_results(out))
     assert runs["pytorch"]["status"] == "failed"
     assert runs["pytorch"]["error"].startswith(error)
+    assert runs["pytorch"]["error"].endswith(f" (see {out}/logs/pytorch.log)") == names_log
     assert runs["jax"]["status"] == "ok"
     assert "failed: " + error in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.jax
@@ -81,30 +93,38 @@ def test_a_framework_that_is_not_installed_is_skipped_with_the_install_command(
 def test_ctrl_c_records_what_finished_and_leaves_valid_results(tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = fake_torch(tmp_path, "import time\ntime.sleep(600)\n")
-    cmd = [sys.executable, str(ROOT / "compare.py"), "--quiet", "--task", "plane", "--out", str(out)]
-    cmd += ["--frameworks", "jax,pytorch,tensorflow"]
-    # A shell's background job (`make test &`) starts with SIGINT ignored, and an ignored signal stays
-    # ignored across exec; a handled one is reset to the default. So handle it while compare.py starts,
-    # and Ctrl-C reaches it as it does from a terminal.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "logs" / "pytorch.log").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)  # jax has finished and been collected: the pytorch worker has started
-        time.sleep(1.0)  # and is now hanging in `import torch`
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=180)  # generous: a loaded CI machine renders the report slowly
-    finally:
-        proc.kill()  # a failed wait must not leave compare.py running its remaining frameworks
+    proc = start_compare("--task", "plane", "--frameworks", "jax,pytorch,tensorflow", "--out", str(out), env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "logs" / "pytorch.log").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # jax has finished and been collected: the pytorch worker has started
+    time.sleep(1.0)  # and is now hanging in `import torch`
+    stdout, stderr = interrupt(proc)
     assert proc.returncode == 130
     runs = runs_by_framework(load_results(out))
     assert runs["jax"]["status"] == "ok"
-    assert runs["pytorch"]["status"] == "interrupted"
-    assert runs["tensorflow"]["status"] == "interrupted"
+    assert runs["pytorch"] == {
+        **runs["pytorch"],
+        "status": "interrupted",
+        "error": f"stopped by Ctrl-C (see {out}/logs/pytorch.log)",
+    }
+    assert runs["tensorflow"] == {**runs["tensorflow"], "status": "interrupted", "error": "stopped by Ctrl-C"}
+    assert "Traceback" not in stdout + stderr
+    assert_columns_line_up(stdout.split("\n\n")[0])
+
+
+def test_a_table_of_failed_runs_lines_up() -> None:
+    """The failure layout sizes framework, version and device like the normal one ("tensorflow" is 10 wide)."""
+    from common import table
+
+    stopped = [[f, "-", "-", "interrupted: stopped by Ctrl-C"] for f in ("pytorch", "tensorflow")]
+    ok = ["jax", "0.10.2", "cpu", "0.41000", "0.30000", "91.00%", "2.0", "3,000"]
+    assert table.text(table.MNIST_COLUMNS, [*stopped, ok]).splitlines() == [
+        "framework   version  device  final train loss  test loss  test accuracy  train s  images/s",
+        "----------  -------  ------  ----------------  ---------  -------------  -------  --------",
+        "pytorch     -        -       interrupted: stopped by Ctrl-C",
+        "tensorflow  -        -       interrupted: stopped by Ctrl-C",
+        "jax         0.10.2   cpu     0.41000           0.30000    91.00%         2.0      3,000",
+    ]
 
 
 @pytest.mark.slow
