@@ -45,7 +45,6 @@ EVAL_BATCH = 200  # 200, 200, 100: predict's batching, the last one partial, is 
 # float64, relative to each tensor's largest entry (the loss: to itself); measured <= 4e-15 on the
 # stages' values, so 1e-12 keeps a 250x margin and still sees a float32 constant (1e-9; porting-bugs.md).
 TOLERANCE = {"forward": 1e-12, "loss": 1e-12, "gradients": 1e-12, "update": 1e-12, "evaluation": 1e-12}
-ACCURACY = 0.0  # the same logits to 1e-12 classify every image alike
 
 
 def stage_rows(n: int, batch_size: int, seed: int, steps: int = STEPS) -> np.ndarray:
@@ -94,8 +93,9 @@ def items(stage: str, r: dict[str, np.ndarray], s: dict[str, np.ndarray]) -> lis
         ]
         return losses + weights
     logits = relative_to_max(r["evaluation/logits"], s["evaluation/logits"])
+    # Points of accuracy: the same logits to 1e-12 classify every image alike, so any difference parts.
     points = 100 * abs(float(r["evaluation/accuracy"]) - float(s["evaluation/accuracy"]))
-    return [("logits", logits), ("accuracy", 0.0 if points <= ACCURACY else float("inf"))]
+    return [("logits", logits), ("accuracy (points)", points)]
 
 
 def losses_apart(a: np.ndarray, b: np.ndarray) -> list[tuple[str, float]]:
@@ -144,7 +144,7 @@ def first_parting(stages: list[dict[str, Any]]) -> str:
         failed = {pair: p for pair, p in stage["pairs"].items() if not p["passed"]}
         who, others, where = odd_one_out(stage["pairs"], failed)
         agreed = [LABELS[s["stage"]].removeprefix("the ") for s in stages[:i]]
-        before = f" ({join(agreed)} agree)" if agreed else ""
+        before = f" ({join(agreed)} {'agrees' if len(agreed) == 1 else 'agree'})" if agreed else ""
         return f"at {LABELS[stage['stage']]}: {who} parts from {others} at {where}{before}"
     return ""
 
