@@ -246,6 +246,10 @@ def overall_verdict(
     elif verdict["status"] == parity.DISAGREE:
         failed = next(c for c in checks if not c["passed"])
         verdict["reason"] = f"{failed['name']} failed ({failed['detail']})"
+        parting = [(item["seed"], item["parity"].get("reason", "")) for item in seeds]
+        staged = [(seed, reason) for seed, reason in parting if reason.startswith("at ")]
+        if staged:  # a float64 stage parted: say where, as a single run does
+            verdict["reason"] = f"{staged[0][1]}; seed {staged[0][0]}"
     verdict["passed"] = verdict["status"] == parity.AGREE
     return verdict
 

@@ -194,6 +194,22 @@ def test_a_check_failing_on_one_seed_is_disagreement(tmp_path: Path) -> None:
     assert compare.exit_code(doc) == 1
 
 
+def test_a_stage_parting_on_one_seed_is_named_as_in_a_single_run(tmp_path: Path) -> None:
+    cfg = RunConfig(task="mnist", seeds=(0, 1), out=str(tmp_path))
+    done = []
+    for s, value in ((0, 1e-15), (1, 0.24)):
+        runs = seed_runs(s)
+        check = parity.check(parity.STAGE_CHECKS["update"], value, 1e-12, "pytorch vs jax at step 2")
+        verdict = parity.verdict([check], runs)
+        if value > 1e-12:  # what with_stages writes for a run whose update stage parted
+            verdict["reason"] = "at the update: jax parts from pytorch and tensorflow at step 2"
+        done.append({"seed": s, "runs": runs, "parity": verdict})
+    doc = seeds.assemble(cfg, ENVIRONMENT, done)
+    assert parity.headline(doc["parity"]) == (
+        "DISAGREE at the update: jax parts from pytorch and tensorflow at step 2; seed 1"
+    )
+
+
 def test_a_port_that_loses_half_a_point_is_different(tmp_path: Path) -> None:
     doc = multi_doc(tmp_path, shift=0.5)
     assert pair(doc, "accuracy", "pytorch", "tensorflow")["verdict"] == "different"
