@@ -87,7 +87,7 @@ def test_keras_casts_python_floats_through_float32() -> None:
 @pytest.mark.tensorflow
 @pytest.mark.jax
 def test_adam_runs_still_agree_on_mnist(tmp_path: Path) -> None:
-    """With Keras's epsilon set each step to PyTorch's placement (adam_epsilon), Adam runs agree in every float64 stage."""
+    """Keras's epsilon set each step to PyTorch's placement (adam_epsilon): Adam runs agree in every float64 stage."""
     out = tmp_path / "adam"
     proc = run_compare("--optimizer", "adam", "--train-limit", "2000", "--epochs", "1", "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
