@@ -42,7 +42,11 @@ NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*"
     rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*"  # gloo's notice in every JAX process (stdout)
-    rb"|USDT:[\d-]+ [\d:]+ \d+:\d+ \w+\.cpp:\d+\] profiler_(start|stop))$"  # torch.profiler, --profile
+    rb"|USDT:[\d-]+ [\d:]+ \d+:\d+ \w+\.cpp:\d+\] profiler_(start|stop)"  # torch.profiler, --profile
+    # The float64 stages build their own model, so Keras's forward is traced for it too (and per seed in
+    # common.sweep): expected retracing, which tf.function warns about after five.
+    rb"|WARNING:tensorflow:\d+ out of the last \d+ calls to <function \w+ at 0x[0-9a-f]+> triggered tf\.function"
+    rb" retracing\..*)$"
 )
 # The first sign that a process is failing: a Python traceback, or an ERROR/FATAL line in absl format
 # (torchrun's agent, TensorFlow's collectives and coordination service, XLA under jax.distributed).

@@ -115,3 +115,15 @@ def test_the_verdict_and_its_table_read_the_stages(tmp_path) -> None:
     assert columns == ("float64 stage", "pytorch vs tensorflow", "pytorch vs jax", "tensorflow vs jax", "tolerance")
     update = rows[stages.STAGES.index("update")]
     assert update[1] == "0" and update[2].startswith("PARTS at fc.weight after the steps (")
+
+
+def test_kerass_retracing_notice_for_the_stage_models_stays_in_the_log() -> None:
+    """Each stage builds its own Keras model, so tf.function traces forward again: expected, not shown."""
+    from common.launch import NOISE
+
+    notice = (
+        b"WARNING:tensorflow:5 out of the last 7 calls to <function forward at 0x7fb1599198a0> triggered"
+        b" tf.function retracing. Tracing is expensive and the excessive number of tracings could be due to"
+    )
+    assert NOISE.match(notice)
+    assert not NOISE.match(b"WARNING:tensorflow:Gradients do not exist for variables")
