@@ -22,19 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from common import (
-    benchmark,
-    cluster,
-    environment,
-    launch,
-    parity,
-    report,
-    results,
-    seedreport,
-    seeds,
-    settings,
-    table,
-)
+from common import environment, results, settings, table
+from common.bench import cases, tables
+from common.bench.summary import summarise
 from common.config import (
     FRAMEWORKS,
     LOOPS,
@@ -49,9 +39,12 @@ from common.config import (
 from common.data import PLANE_POINTS, user_data_dir
 from common.datasets import NAMES as DATASETS
 from common.errors import UserError
-from common.fetch import prepare_data
 from common.io import atomic_write_json
 from common.metrics import plane_optimum
+from common.report import report, seedreport
+from common.run import cluster, launch
+from common.run.fetch import prepare_data
+from common.verdict import parity, seeds
 from common.weights import load_canonical
 
 N_TRAIN = 60_000
@@ -73,7 +66,7 @@ def make_parser() -> Parser:
     )
     seed = p.add_mutually_exclusive_group()
     seed.add_argument("--seed", type=int, default=0)
-    # --seeds (common.seeds): one run per seed, then statistics across seeds.
+    # --seeds (common.verdict.seeds): one run per seed, then statistics across seeds.
     seed.add_argument("--seeds", metavar="LIST", help="mnist: train once per seed (0-4 or 0,1,2) and test equivalence")
     p.add_argument(
         "--margin-accuracy",
@@ -114,7 +107,7 @@ def make_parser() -> Parser:
     )
     p.add_argument("--eval-params", metavar="FILE", help="mnist: score this canonical .npz in every framework")
     p.add_argument("--benchmark", action="store_true", help="mnist: time training steps instead of training")
-    # Benchmark axes and protocol (common.benchmark, common.settings).
+    # Benchmark axes and protocol (common.timing, common.bench, common.settings).
     p.add_argument(
         "--settings",
         metavar="NAME",
@@ -451,7 +444,7 @@ def run(cfg: RunConfig) -> int:
 
 
 def run_seeds(cfg: RunConfig) -> int:
-    """--seeds: each seed a whole single run (common.seeds), then the statistics across them."""
+    """--seeds: each seed a whole single run (common.verdict.seeds), then the statistics across them."""
     doc, interrupted = seeds.run_all(cfg, environment.describe(cfg.threads))
     results.write(cfg.out_dir, doc)
     written = [path.name for path in report.write_report(doc, cfg.out_dir)]
@@ -461,19 +454,19 @@ def run_seeds(cfg: RunConfig) -> int:
 
 
 def run_benchmark(cfg: RunConfig) -> int:
-    """--benchmark: every case (common.benchmark), then bench.json, report.md, bench.png and the table."""
+    """--benchmark: every case (common.bench.cases), then bench.json, report.md, bench.png and the table."""
     env = environment.describe(cfg.threads)
     interrupted = False
     try:
-        runs, reference = benchmark.run(cfg)
+        runs, reference = cases.run(cfg)
     except launch.Interrupted as stop:
-        runs, reference, interrupted = stop.runs, benchmark.reference_summary([]), True
+        runs, reference, interrupted = stop.runs, cases.reference_summary([]), True
     doc = {**assemble(cfg, env, runs), "reference": reference}
     results.write(cfg.out_dir, doc)
-    bench = benchmark.summarise(doc)
+    bench = summarise(doc)
     atomic_write_json(cfg.out_dir / "bench.json", bench)
     written = [path.name for path in report.write_report(doc, cfg.out_dir)]
-    print(benchmark.table(bench))
+    print(tables.table(bench))
     print(f"\n{', '.join(['bench.json', 'results.json', *written])} in {cfg.out_dir}")
     return 130 if interrupted else exit_code(doc)
 

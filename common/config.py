@@ -64,7 +64,7 @@ class BenchConfig:
     """Steady-state timing: `windows` windows of `window_steps` steps after `warmup_steps`.
 
     The tuples are the benchmark's axes: every combination of framework, settings, loop and
-    batch size is one case (common.benchmark.run), and the whole sequence runs `repeats`
+    batch size is one case (common.bench.cases.run), and the whole sequence runs `repeats`
     times in alternating framework order, so that a busy machine shows up as spread.
     """
 
@@ -127,7 +127,7 @@ class RunConfig:
     device: Device = "auto"
     fast: bool = False  # GPU: allow TF32 and non-deterministic kernels
     seed: int = 0
-    seeds: tuple[int, ...] = ()  # --seeds: two or more seeds, each a whole run (common.seeds); () = one run of `seed`
+    seeds: tuple[int, ...] = ()  # --seeds: two or more seeds, each a whole run (common.verdict); () = one run of `seed`
     margins: Margins = field(default_factory=Margins)
     out: str = "runs/out"
     data_dir: str | None = None
@@ -135,7 +135,7 @@ class RunConfig:
     timeout: float = 1800.0  # seconds per framework subprocess
     quiet: bool = False
     benchmark: bool = False
-    # common.sweep: each seed's float64 stages and float32 first-step probes, without training.
+    # common.verdict.sweep: each seed's float64 stages and float32 first-step probes, without training.
     checks_only: bool = False
     settings: str = TRAINING  # "defaults" or "fastest" (common.settings): set before the framework starts
     plane: PlaneConfig = field(default_factory=PlaneConfig)

@@ -21,13 +21,14 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-from common import cluster, settings
+from common import settings
 from common.config import RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
+from common.run import cluster
 from common.table import summary_line
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The modules a framework's package needs, and how to install them.
 REQUIRES = {"pytorch": ("torch",), "tensorflow": ("tensorflow",), "jax": ("jax", "flax", "optax")}
 INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
@@ -134,7 +135,7 @@ def see_log(message: str, log: Path) -> str:
 class Group:
     """The processes that run one framework, started together and stopped together.
 
-    One process on one device; a data-parallel run may have several (common.cluster). When
+    One process on one device; a data-parallel run may have several (common.run.cluster). When
     one fails, every other is stopped at once: a replica waiting in an all-reduce for a dead
     peer would otherwise wait until --timeout.
     """
