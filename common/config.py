@@ -1,7 +1,9 @@
-"""Frozen run configuration, built once by compare.py and handed to every framework.
+"""Frozen run configuration, built once by compare.py and handed to every framework; the framework registry.
 
 The same object travels to each framework's subprocess as JSON, so every framework reads
 identical numbers: nothing is re-derived from command-line arguments inside a framework.
+REGISTRY is the one list of framework packages the driver, the contract and the page iterate over
+(docs/adding-a-framework.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,24 @@ from typing import Any, Literal
 
 from common.settings import TRAINING
 
-FRAMEWORKS = ("pytorch", "tensorflow", "jax")
+
+@dataclass(frozen=True)
+class Framework:
+    """One framework package, frameworks/<name>/; `name` is also its pyproject extra and its pytest marker."""
+
+    name: str
+    title: str  # as docs/side-by-side.html writes it
+    modules: tuple[str, ...]  # what must be installed to run it, looked up without importing (common.run.launch)
+    textbook: str  # the tutorial loop its textbook.py times, as the benchmark's tables name it
+
+
+REGISTRY = (
+    Framework("pytorch", "PyTorch", ("torch",), "DataLoader"),
+    Framework("tensorflow", "TensorFlow", ("tensorflow",), "model.fit"),
+    Framework("jax", "JAX", ("jax", "flax", "optax"), "Flax tutorial"),
+)
+FRAMEWORKS = tuple(f.name for f in REGISTRY)
+BY_NAME = {f.name: f for f in REGISTRY}
 TASKS = ("plane", "mnist")
 
 Device = Literal["auto", "cpu", "gpu"]

@@ -7,10 +7,8 @@ from typing import Any
 
 from common import settings
 from common.bench.goals import goals
+from common.config import BY_NAME
 from common.table import markdown, text
-
-# What each framework's textbook loop is (frameworks/<framework>/textbook.py), for the tables.
-TEXTBOOKS = {"pytorch": "DataLoader", "tensorflow": "model.fit", "jax": "Flax tutorial"}
 
 
 def on_gpus(bench: dict[str, Any]) -> bool:
@@ -27,7 +25,7 @@ def loop_label(r: dict[str, Any]) -> str:
     """'project', or 'textbook (model.fit)': which loop a row timed."""
     if r["loop"] != "textbook":
         return r["loop"]
-    return f"textbook ({TEXTBOOKS[r['framework']]})" if r["framework"] in TEXTBOOKS else "textbook"
+    return f"textbook ({BY_NAME[r['framework']].textbook})" if r["framework"] in BY_NAME else "textbook"
 
 
 def settings_label(r: dict[str, Any]) -> str:

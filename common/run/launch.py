@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from common import settings
-from common.config import RunConfig
+from common.config import BY_NAME, RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
 from common.run import cluster
 from common.table import summary_line
 
 ROOT = Path(__file__).resolve().parents[2]
-# The modules a framework's package needs, and how to install them.
-REQUIRES = {"pytorch": ("torch",), "tensorflow": ("tensorflow",), "jax": ("jax", "flax", "optax")}
+# How to install a framework's modules (common.config.REGISTRY): its pyproject extra has its name.
 INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
 GROUP_TAG = "TRIPTYCH_GROUP"  # marks every process of one framework's run (Group.stop)
 POLL_SECONDS = 0.05
@@ -54,7 +53,7 @@ FAILING = re.compile(rb"^(Traceback \(most recent call last\):|[EF]\d{4} [\d:.]+
 
 def missing_modules(framework: str) -> list[str]:
     """Modules of `framework` that are not installed (found without importing them)."""
-    return [m for m in REQUIRES[framework] if importlib.util.find_spec(m) is None]
+    return [m for m in BY_NAME[framework].modules if importlib.util.find_spec(m) is None]
 
 
 def install_hint(framework: str) -> str:
