@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Into ~/.cache/triptych/$(DATASET) only; Fashion-MNIST from Debian's package is read in place.
 data: $(STAMP)
-	$(PY) -m common.fetch --dataset $(DATASET)
+	$(PY) -m common.run.fetch --dataset $(DATASET)
 
 # docs/side-by-side.html from the framework sources (parsed, not imported); prints its path.
 # ARGS="--screenshot" also writes docs/side-by-side.png (needs Chromium).

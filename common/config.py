@@ -1,7 +1,9 @@
-"""Frozen run configuration, built once by compare.py and handed to every framework.
+"""Frozen run configuration, built once by compare.py and handed to every framework; the framework registry.
 
 The same object travels to each framework's subprocess as JSON, so every framework reads
 identical numbers: nothing is re-derived from command-line arguments inside a framework.
+REGISTRY is the one list of framework packages the driver, the contract and the page iterate over
+(docs/adding-a-framework.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,24 @@ from typing import Any, Literal
 
 from common.settings import TRAINING
 
-FRAMEWORKS = ("pytorch", "tensorflow", "jax")
+
+@dataclass(frozen=True)
+class Framework:
+    """One framework package, frameworks/<name>/; `name` is also its pyproject extra and its pytest marker."""
+
+    name: str
+    title: str  # as docs/side-by-side.html writes it
+    modules: tuple[str, ...]  # what must be installed to run it, looked up without importing (common.run.launch)
+    textbook: str  # the tutorial loop its textbook.py times, as the benchmark's tables name it
+
+
+REGISTRY = (
+    Framework("pytorch", "PyTorch", ("torch",), "DataLoader"),
+    Framework("tensorflow", "TensorFlow", ("tensorflow",), "model.fit"),
+    Framework("jax", "JAX", ("jax", "flax", "optax"), "Flax tutorial"),
+)
+FRAMEWORKS = tuple(f.name for f in REGISTRY)
+BY_NAME = {f.name: f for f in REGISTRY}
 TASKS = ("plane", "mnist")
 
 Device = Literal["auto", "cpu", "gpu"]
@@ -64,7 +83,7 @@ class BenchConfig:
     """Steady-state timing: `windows` windows of `window_steps` steps after `warmup_steps`.
 
     The tuples are the benchmark's axes: every combination of framework, settings, loop and
-    batch size is one case (common.benchmark.run), and the whole sequence runs `repeats`
+    batch size is one case (common.bench.cases.run), and the whole sequence runs `repeats`
     times in alternating framework order, so that a busy machine shows up as spread.
     """
 
@@ -127,7 +146,7 @@ class RunConfig:
     device: Device = "auto"
     fast: bool = False  # GPU: allow TF32 and non-deterministic kernels
     seed: int = 0
-    seeds: tuple[int, ...] = ()  # --seeds: two or more seeds, each a whole run (common.seeds); () = one run of `seed`
+    seeds: tuple[int, ...] = ()  # --seeds: two or more seeds, each a whole run (common.verdict); () = one run of `seed`
     margins: Margins = field(default_factory=Margins)
     out: str = "runs/out"
     data_dir: str | None = None
@@ -135,7 +154,7 @@ class RunConfig:
     timeout: float = 1800.0  # seconds per framework subprocess
     quiet: bool = False
     benchmark: bool = False
-    # common.sweep: each seed's float64 stages and float32 first-step probes, without training.
+    # common.verdict.sweep: each seed's float64 stages and float32 first-step probes, without training.
     checks_only: bool = False
     settings: str = TRAINING  # "defaults" or "fastest" (common.settings): set before the framework starts
     plane: PlaneConfig = field(default_factory=PlaneConfig)

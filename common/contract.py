@@ -16,8 +16,9 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-FRAMEWORKS = ("pytorch", "tensorflow", "jax")
-FRAMEWORK_TITLES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "jax": "JAX"}
+from common.config import FRAMEWORKS, REGISTRY
+
+FRAMEWORK_TITLES = {f.name: f.title for f in REGISTRY}
 
 # The comment lines that mark the same step in every training step (README, "Layout").
 LANDMARKS = ("Forward pass", "Compute gradients", "Update weights")

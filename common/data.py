@@ -3,7 +3,7 @@
 The CNN's dataset is read from its four IDX files, raw or .gz, each verified by SHA-256 before
 a byte of it is parsed (the hashes and their sources: `common.datasets`). Pixels are scaled
 and normalised here, once, with the dataset's own mean and std, so every framework sees the
-same float values. Nothing here writes a file: fetching, into the cache only, is `common.fetch`.
+same float values. Nothing here writes a file: fetching, into the cache only, is `common.run.fetch`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 
 from common.data import batch_order
 
-# Set by common.cluster on the TensorFlow workers and JAX processes it starts; torchrun gives
+# Set by common.run.cluster on the TensorFlow workers and JAX processes it starts; torchrun gives
 # the processes it starts RANK.
 PROCESS_ID = "TRIPTYCH_PROCESS_ID"
 

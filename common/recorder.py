@@ -94,7 +94,7 @@ def progress_bar(framework: str, total: int, quiet: bool) -> Any:
     """A tqdm bar, only when stdout is a terminal (CI logs stay clean).
 
     The worker's stdout is the terminal itself; its stderr goes through compare.py's filter
-    (common.launch), which would hold a bar's carriage-return updates back.
+    (common.run.launch), which would hold a bar's carriage-return updates back.
     """
     if quiet or not sys.stdout.isatty():
         return None

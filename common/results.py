@@ -2,7 +2,7 @@
 
 results.json = {schema, task, config, environment, optimum (plane), runs, parity}; each run =
 {framework, version, build, device, status (ok | failed | skipped | interrupted), error,
-wall_seconds, peak_rss_mb} plus the task's numbers. A --seeds run (common.seeds) adds `seed` to
+wall_seconds, peak_rss_mb} plus the task's numbers. A --seeds run (common.verdict.seeds) adds `seed` to
 every run, `seeds` (each seed's directory and verdict) and `statistics`.
 """
 
@@ -188,7 +188,7 @@ def validate_run(run: Any, kind: str, where: str) -> None:
             raise Malformed(f"{where}.{key} holds something other than numbers")
 
 
-# --seeds documents: what common.seedreport and common.seedplots read, beyond a single run's fields.
+# --seeds documents: what common.report.seedreport and common.report.seedplots read, beyond a single run's fields.
 NUMBER = (int, float)
 MAYBE_NUMBER = (int, float, type(None))
 MAYBE_LIST = (list, type(None))

@@ -2,7 +2,7 @@
 
 The settings that matter are environment variables a framework reads once, when it starts
 (TensorFlow's oneDNN switch, XLA's flags, OpenMP's wait policy), so the launcher sets them in the worker's
-environment (common.launch.worker_env) and nothing else does. This table is the one place
+environment (common.run.launch.worker_env) and nothing else does. This table is the one place
 that says what "fastest" means for each framework, and why; docs/performance.md has the
 measurements. A worker records what it ran with and what its framework reported at run time
 (frameworks/<framework>/runtime.py, `kernels`).

@@ -15,7 +15,7 @@ lives. From the shared start, on the run's own batches:
 Each framework computes them in its own worker before its float32 training
 (frameworks/worker.py, stages/<framework>.npz); this module fixes their inputs and compares them.
 A data-parallel run also trains the update stage through its engine, against the same
-framework's single-device stage (common.parity).
+framework's single-device stage (common.verdict.parity).
 """
 
 from __future__ import annotations

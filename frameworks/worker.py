@@ -146,7 +146,7 @@ def run_stages(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, np.ndar
 
 
 def run_checks_only(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
-    """common.sweep: each seed's stages and float32 first-step probe in seed-S/, as a run of that seed writes them."""
+    """common.verdict.sweep: each seed's stages and float32 first-step probe in seed-S/, as its run writes them."""
     mnist = importlib.import_module(f"{fw.__name__}.mnist")
     name = fw.__name__.rsplit(".", 1)[1]
     for seed in cfg.seeds or (cfg.seed,):
@@ -164,7 +164,7 @@ def run_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> d
     """Every case of this worker's settings: each batch size (ascending), each loop.
 
     `bench.benchmark` times this project's loop and `textbook.benchmark` the framework's
-    tutorial loop, with the same signature and the same protocol (common.benchmark). Peak RSS
+    tutorial loop, with the same signature and the same protocol (common.timing). Peak RSS
     is the process's peak so far, so with batch sizes ascending it is each case's own.
     """
     if cfg.parallel.enabled:
@@ -206,7 +206,7 @@ def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> di
     """Train on N replicas with the framework's own engine; every rank runs this, rank 0 records.
 
     Before training, rank 0 computes the float64 stages on one device, as every run does; then
-    the engine trains the update stage and takes the first-step gradients, which common.parity
+    the engine trains the update stage and takes the first-step gradients, which common.verdict.parity
     compares with the same framework's single device (probes/<framework>-parallel.npz).
     """
     mnist = importlib.import_module(f"{fw.__name__}.mnist")

@@ -15,16 +15,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common import benchmark, environment, hlo, launch, plots, report, settings
+from common import environment, hlo, settings, timing
+from common.bench import cases, summary, tables
 from common.config import FRAMEWORKS, BenchConfig, RunConfig
 from common.flops import train_flops_per_image
+from common.report import plots, report
+from common.run import launch
 from tests.conftest import load_results, run_compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_step_statistics() -> None:
-    stats = benchmark.step_statistics(np.array([0.010, 0.012, 0.011, 0.030, 0.009]), batch_size=100)
+    stats = timing.step_statistics(np.array([0.010, 0.012, 0.011, 0.030, 0.009]), batch_size=100)
     assert stats["step_ms"] == pytest.approx(11.0)
     assert stats["step_ms_iqr"] == pytest.approx(2.0)  # 12 - 10: the 30 ms outlier does not count
     assert stats["images_per_second"] == pytest.approx(100 / 0.011)
@@ -38,7 +41,7 @@ def test_time_steps_protocol() -> None:
         calls.append(n)
         return 2.0 / len(calls)
 
-    out = benchmark.time_steps(run_steps, BenchConfig(warmup_steps=3, window_steps=4, windows=5), batch_size=10)
+    out = timing.time_steps(run_steps, BenchConfig(warmup_steps=3, window_steps=4, windows=5), batch_size=10)
     assert calls == [1, 3, 4, 4, 4, 4, 4]  # first step, warm-up, five windows
     assert len(out["window_step_ms"]) == len(out["window_cpu_ms"]) == 5
     assert out["losses"] == [2.0 / k for k in range(1, 8)]
@@ -46,12 +49,12 @@ def test_time_steps_protocol() -> None:
 
 
 def test_marks_without_warmup() -> None:
-    assert benchmark.marks(BenchConfig(warmup_steps=0, window_steps=5, windows=2)) == [1, 6, 11]
-    assert benchmark.total_steps(BenchConfig()) == 1 + 10 + 5 * 20
+    assert timing.marks(BenchConfig(warmup_steps=0, window_steps=5, windows=2)) == [1, 6, 11]
+    assert timing.total_steps(BenchConfig()) == 1 + 10 + 5 * 20
 
 
 def test_a_loop_that_stops_early_is_an_error() -> None:
-    watch = benchmark.Stopwatch(BenchConfig(warmup_steps=0, window_steps=2, windows=3), batch_size=10)
+    watch = timing.Stopwatch(BenchConfig(warmup_steps=0, window_steps=2, windows=3), batch_size=10)
     watch.start()
     watch.lap(1.0)
     with pytest.raises(RuntimeError, match="after 1 of 4 timing marks"):
@@ -59,7 +62,7 @@ def test_a_loop_that_stops_early_is_an_error() -> None:
 
 
 def test_batches_cycle_through_epochs() -> None:
-    it = benchmark.batches(n=30, batch_size=10, seed=0)
+    it = timing.batches(n=30, batch_size=10, seed=0)
     first_epoch = [next(it) for _ in range(3)]
     second_epoch = [next(it) for _ in range(3)]
     assert sorted(np.concatenate(first_epoch)) == list(range(30))
@@ -68,7 +71,7 @@ def test_batches_cycle_through_epochs() -> None:
 
 
 def test_numpy_reference_is_positive() -> None:
-    ref = benchmark.numpy_reference(n=256)
+    ref = cases.numpy_reference(n=256)
     assert ref["gflops"] > 0 and ref["blas"]
 
 
@@ -103,7 +106,7 @@ def test_one_worker_stands_for_settings_that_are_the_same() -> None:
     names = ("defaults", "fastest")
     same = [f for f in FRAMEWORKS if not settings.FASTEST[f].env]
     for framework in FRAMEWORKS:
-        groups = benchmark.worker_settings(framework, names)
+        groups = cases.worker_settings(framework, names)
         if framework in same:
             assert groups == [("defaults", names)]
         else:
@@ -125,7 +128,7 @@ def test_vector_extensions_from_cpu_flags() -> None:
 
 
 def test_top_ops_ranks_by_time_per_step() -> None:
-    ops = benchmark.top_ops({"conv": (3.0, 20), "relu": (1.0, 40), "add": (0.5, 10)}, steps=10, top=2)
+    ops = timing.top_ops({"conv": (3.0, 20), "relu": (1.0, 40), "add": (0.5, 10)}, steps=10, top=2)
     assert [op["op"] for op in ops] == ["conv", "relu"]
     assert ops[0] == {"op": "conv", "ms_per_step": 300.0, "share": 3.0 / 4.5, "calls_per_step": 2.0}
 
@@ -155,7 +158,7 @@ def test_hlo_names_kernels_and_fusions() -> None:
 
 
 def case(loop: str, batch: int, step_ms: list[float]) -> dict[str, Any]:
-    stats = benchmark.step_statistics(np.array(step_ms) / 1e3, batch)
+    stats = timing.step_statistics(np.array(step_ms) / 1e3, batch)
     return {"loop": loop, **stats, "first_step_s": 0.5, "losses": [2.3, 1.0], "peak_rss_mb": 400.0}
 
 
@@ -198,7 +201,7 @@ def bench_doc(repeats: int = 2) -> dict[str, Any]:
 
 
 def test_summarise_pools_repeats_and_compares() -> None:
-    bench = benchmark.summarise(bench_doc())
+    bench = summary.summarise(bench_doc())
     rows = {(r["framework"], r["loop"]): r for r in bench["rows"]}
     assert len(rows) == 4 and len(bench["failed"]) == 1
     pt = rows[("pytorch", "project")]
@@ -216,21 +219,21 @@ def test_summarise_pools_repeats_and_compares() -> None:
 
 
 def test_one_repeat_spreads_over_windows() -> None:
-    bench = benchmark.summarise(bench_doc(repeats=1))
+    bench = summary.summarise(bench_doc(repeats=1))
     row = next(r for r in bench["rows"] if r["framework"] == "pytorch" and r["loop"] == "project")
     assert row["spread"] == "IQR of 2 windows"
     assert row["images_per_second_low"] < row["images_per_second"] < row["images_per_second_high"]
 
 
 def test_tables_goals_and_plot() -> None:
-    bench = benchmark.summarise(bench_doc())
-    text = benchmark.table(bench)
+    bench = summary.summarise(bench_doc())
+    text = tables.table(bench)
     assert "textbook (DataLoader)" in text and "textbook (model.fit)" in text
     assert "fastest *" in text  # the settings training runs use are marked
     assert "0.98x ~" in text  # TensorFlow against its textbook: within noise, and marked so
     assert any(line.split()[:3] == ["tensorflow", "defaults", "failed:"] for line in text.splitlines())
     assert "tensorflow >= 1.0x its textbook loop" in text
-    md = benchmark.markdown_report(bench)
+    md = tables.markdown_report(bench)
     assert "| framework | settings | loop | batch |" in md
     assert plots.render_bench(bench).startswith(PNG_MAGIC)
 
@@ -272,21 +275,21 @@ def test_benchmark_cases_settings_and_textbook_loops(tmp_path: Path) -> None:
     for name in ("bench.json", "results.json", "report.md", "bench.png"):
         assert (out / name).is_file(), name
     bench = json.loads((out / "bench.json").read_text())
-    assert bench["schema"] == benchmark.SCHEMA
+    assert bench["schema"] == summary.SCHEMA
     assert bench["config"]["bench"]["batch_sizes"] == [50, 100]
     assert bench["environment"]["vector_extensions"] == environment.vector_extensions()
     assert bench["reference"]["gflops"] > 0
     expected = {
         (f, s, loop, b)
         for f in FRAMEWORKS
-        for s, _ in benchmark.worker_settings(f, settings.SETTINGS)
+        for s, _ in cases.worker_settings(f, settings.SETTINGS)
         for loop in ("project", "textbook")
         for b in (50, 100)
     }
     assert {(r["framework"], r["settings"], r["loop"], r["batch_size"]) for r in bench["rows"]} == expected
     for r in bench["rows"]:
         name = f"{r['framework']} {r['settings']} {r['loop']} {r['batch_size']}"
-        for key in benchmark.ROW_KEYS:
+        for key in summary.ROW_KEYS:
             assert key in r, f"{name}: no {key}"
         for key in ("first_step_s", "step_ms", "images_per_second", "fraction_of_reference", "cpu_step_ms"):
             assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, f"{name}: {key}"

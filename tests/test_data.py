@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import fetch
 from common.data import (
     MNIST_FILES,
     MNIST_MEAN,
@@ -29,6 +28,7 @@ from common.data import (
 )
 from common.datasets import FASHION_MNIST, MNIST
 from common.errors import UserError
+from common.run import fetch
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 import compare
-from common import datasets, fetch
+from common import datasets
 from common.data import default_cache_dir, load_mnist
 from common.datasets import FASHION_MNIST, FILE_NAMES, MNIST, Dataset, Published
 from common.errors import UserError
+from common.run import fetch
 from tests.conftest import load_results, run_compare, runs_by_framework
 from tests.test_data import idx_bytes
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import parity
 from common.config import MnistConfig
+from common.verdict import parity
 from tests.conftest import load_results, run_compare
 
 B1, B2, EPS, LR = 0.9, 0.999, 1e-8, 1e-3

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 import compare
-from common import cluster, environment, parity, stages, table
+from common import environment, stages, table
 from common.config import MnistConfig, ParallelConfig, RunConfig
 from common.parallel import PROCESS_ID, first_batches, replica_rows
+from common.run import cluster
+from common.verdict import parity
 from common.weights import CANONICAL_SHAPES
 from tests.conftest import (
     assert_columns_line_up,
@@ -512,7 +514,7 @@ def test_a_hanging_process_is_stopped_with_every_other_at_the_timeout(tmp_path: 
 
 def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> None:
     """Rank 0's error (its peer's connection closed) came after rank 1's death: rank 1 is named."""
-    from common.launch import Group
+    from common.run.launch import Group
 
     group = Group.__new__(Group)
     group.members = [cluster.Member(["torchrun"])]
@@ -548,10 +550,10 @@ def bench_row(framework: str, devices: int, images: float, device: str = "cpu") 
 
 def test_data_parallel_speed_is_compared_with_one_device() -> None:
     """On a CPU the devices share the cores: the ratio is the overhead; on GPUs, the scaling efficiency."""
-    from common import benchmark
+    from common.bench import summary
 
     rows = [bench_row("jax", 1, 1000.0), bench_row("jax", 2, 900.0), bench_row("jax", 3, 990.0)]
-    benchmark.compare_devices(rows)
+    summary.compare_devices(rows)
     assert "relative_to_one_device" not in rows[0]
     assert rows[1]["relative_to_one_device"] == pytest.approx(0.9)
     assert rows[1]["scaling_efficiency"] == pytest.approx(0.45)
@@ -560,19 +562,19 @@ def test_data_parallel_speed_is_compared_with_one_device() -> None:
 
 @pytest.mark.parametrize(("device", "shown"), [("cpu", "0.90x"), ("gpu:0 (NVIDIA H200)", "0.45x")])
 def test_the_speed_table_says_what_its_devices_are(device: str, shown: str) -> None:
-    from common import benchmark
+    from common.bench import summary, tables
 
     rows = [bench_row("jax", 1, 1000.0, device), bench_row("jax", 2, 900.0, device)]
-    benchmark.compare_devices(rows)
+    summary.compare_devices(rows)
     for r in rows:
         r |= {"stands_for": ["fastest"], "kernels": "XLA", "threads": 2, "first_step_s": 1.0, "step_ms": 1.0}
         r |= {"gflops": 1.0, "fraction_of_reference": 0.1, "relative_to_fastest": 1.0}
     bench = {"rows": rows, "environment": {"cores": 2}, "failed": []}
-    columns, lines = benchmark.table_rows(bench)
+    columns, lines = tables.table_rows(bench)
     assert {"devices", "per device", "vs 1 device"} <= set(columns)
     cell = dict(zip(columns, lines[1], strict=True))
     assert (cell["devices"], cell["per device"], cell["vs 1 device"]) == ("2", "450", shown)
-    note = benchmark.devices_note(bench)
+    note = tables.devices_note(bench)
     assert ("scaling efficiency" in note) == (device != "cpu")
     assert ("sharing its 2 cores" in note) == (device == "cpu")
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import layout, parity, stages
+from common import layout, stages
 from common.config import FRAMEWORKS, MnistConfig, RunConfig
 from common.data import batch_order
+from common.verdict import parity
 from tests.conftest import ROOT, load_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.pytorch, pytest.mark.tensorflow, pytest.mark.jax]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import compare
-from common import launch
 from common.config import RunConfig
 from common.data import MNIST_FILES
+from common.run import launch
 from tests.conftest import (
     SHORT_MNIST,
     assert_columns_line_up,
@@ -220,7 +220,8 @@ def test_written_files_are_readable_by_others(tmp_path: Path) -> None:
 @pytest.mark.parametrize("where", ["report", "reference"])
 def test_ctrl_c_after_training_keeps_results(tmp_path: Path, monkeypatch, capsys, where: str) -> None:
     """Ctrl-C while report.md is written (or the benchmark's reference matmul runs): 130, results kept."""
-    from common import benchmark, report
+    from common.bench import cases
+    from common.report import report
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
@@ -230,7 +231,7 @@ def test_ctrl_c_after_training_keeps_results(tmp_path: Path, monkeypatch, capsys
         monkeypatch.setattr(report, "write_report", interrupt)
         args = ["--task", "plane"]
     else:
-        monkeypatch.setattr(benchmark, "numpy_reference", interrupt)
+        monkeypatch.setattr(cases, "numpy_reference", interrupt)
         args = ["--task", "mnist", "--benchmark", "--train-limit", "1000", "--windows", "2", "--window-steps", "3"]
     assert compare.main([*args, "--frameworks", "jax", "--out", str(out), "--quiet"]) == 130
     assert "Traceback" not in capsys.readouterr().err

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common import parity, report, results
+from common import results
 from common.config import MnistConfig, PlaneConfig, RunConfig
 from common.data import PLANE_POINTS
 from common.metrics import plane_loss, plane_optimum
+from common.report import report
+from common.verdict import parity
 from tests.conftest import run_compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -232,7 +234,7 @@ def test_cli_report_refuses_bad_input(tmp_path: Path, content: str | None, expec
 
 
 def test_moving_average_matches_a_plain_mean() -> None:
-    from common.plots import moving_average
+    from common.report.plots import moving_average
 
     values = np.arange(10, dtype=np.float64)
     smooth = moving_average(values, 4)

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 
 import compare
-from common import launch, parity, report, results, seeds
+from common import results
 from common.config import Margins, MnistConfig, RunConfig
 from common.errors import UserError
+from common.report import report
+from common.run import launch
+from common.verdict import parity, seeds
 from common.weights import mnist_init
 from tests.conftest import ROOT, load_results, run_compare
 from tests.test_report import ENVIRONMENT, PNG_MAGIC, mnist_run
@@ -136,7 +139,7 @@ def seed_runs(seed: int, shift: float = 0.0, failed: str = "") -> list[dict[str,
 def multi_doc(
     tmp_path: Path, seed_list: tuple[int, ...] = (0, 1, 2, 3), checks: list | None = None, **options: Any
 ) -> dict[str, Any]:
-    """The top-level document common.seeds assembles, from hand-built runs and per-seed verdicts."""
+    """The top-level document common.verdict.seeds assembles, from hand-built runs and per-seed verdicts."""
     cfg = RunConfig(task="mnist", seeds=seed_list, out=str(tmp_path))
     done = []
     for s in seed_list:

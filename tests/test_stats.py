@@ -1,4 +1,4 @@
-"""common.stats on synthetic numbers whose answers are known: no training, well under a second."""
+"""common.verdict.stats on synthetic numbers whose answers are known: no training, well under a second."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from common import stats
+from common.verdict import stats
 
 MARGIN = 0.25  # points, the default
 

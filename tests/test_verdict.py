@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import compare
-from common import launch, parity
 from common.config import MnistConfig, RunConfig
 from common.results import not_run
+from common.run import launch
+from common.verdict import parity
 from common.weights import CANONICAL_SHAPES
 from tests.conftest import load_results, run_compare, runs_by_framework
 

@@ -1,7 +1,7 @@
 """Steady-state training speed of the JAX MNIST CNN (`compare.py --benchmark`).
 
 The model, optimizer, step and data placement are mnist.py's own; the protocol and the
-statistics are common.benchmark's. Only the synchronisation is JAX's: a host read of the
+statistics are common.timing's. Only the synchronisation is JAX's: a host read of the
 last loss waits for every step dispatched before it.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from common import benchmark as bm
 from common import hlo as hlo_text
+from common import timing
 from common.config import RunConfig
 from common.data import Mnist
 from common.parallel import Engine
@@ -31,15 +31,15 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     model = mnist.create_model(m, init, device)
     optimizer = mnist.make_optimizer(m, model)
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
-    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+    batches = timing.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
     def run_steps(n: int) -> float:
         for _ in range(n):
             loss = mnist.train_step(model, optimizer, x, y, jnp.asarray(next(batches)))
         return float(loss)  # host read: waits for every step dispatched before it
 
-    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    result = timing.time_steps(run_steps, cfg.bench, m.batch_size)
+    result.update(threads=runtime.threads(), os_threads=timing.os_threads())
     if cfg.bench.profile:
         # The compiled step's HLO (a cache hit) names what each fusion in the trace computes.
         hlo = mnist.train_step.lower(model, optimizer, x, y, jnp.asarray(next(batches))).compile().as_text()
@@ -59,7 +59,7 @@ def benchmark_parallel(cfg: RunConfig, engine: Engine, init: dict, data: Mnist, 
     """
     m = cfg.mnist
     model, optimizer = parallel.create_model(engine, m, init, device)
-    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+    batches = timing.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
     def run_steps(n: int) -> float:
         for _ in range(n):
@@ -69,8 +69,8 @@ def benchmark_parallel(cfg: RunConfig, engine: Engine, init: dict, data: Mnist, 
         # JAX: with --processes the loss spans other processes' devices; read this process's copy
         return float(loss.addressable_data(0))  # host read: waits for the step
 
-    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    result = timing.time_steps(run_steps, cfg.bench, m.batch_size)
+    result.update(threads=runtime.threads(), os_threads=timing.os_threads())
     return result
 
 
@@ -97,7 +97,7 @@ def profile_ops(run_steps: Callable[[int], float], steps: int, hlo: str = "") ->
                 name = f"{event.name} ({names[event.name]})" if event.name in names else event.name
                 seconds, count = totals.get(name, (0.0, 0))
                 totals[name] = (seconds + event.duration_ns / 1e9, count + 1)
-    return bm.top_ops(totals, steps)
+    return timing.top_ops(totals, steps)
 
 
 def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:
@@ -106,4 +106,4 @@ def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:
     a = jax.random.normal(ka, (n, n), dtype=dtype)
     b = jax.random.normal(kb, (n, n), dtype=dtype)
     matmul = jax.jit(jnp.matmul)
-    return bm.best_rate(lambda: matmul(a, b).block_until_ready(), bm.matmul_flop(n))
+    return timing.best_rate(lambda: matmul(a, b).block_until_ready(), timing.matmul_flop(n))

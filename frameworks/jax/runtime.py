@@ -31,7 +31,7 @@ def configure(cfg: RunConfig) -> str:
         # and the process group of the multi-machine form (gloo collectives on a CPU, JAX's default).
         jax.config.update("jax_num_cpu_devices", cfg.parallel.local_devices)
         if cfg.parallel.processes:
-            # The coordinator's address comes from JAX_COORDINATOR_ADDRESS (common.cluster).
+            # The coordinator's address comes from JAX_COORDINATOR_ADDRESS (common.run.cluster).
             jax.distributed.initialize(num_processes=cfg.parallel.processes, process_id=process_rank())
     gpus = [d for d in jax.local_devices() if d.platform == "gpu"] if cfg.device != "cpu" else []
     if cfg.device == "gpu" and not gpus:

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from common import benchmark as bm
+from common import timing
 from common.config import RunConfig
 from common.data import Mnist
 from frameworks.jax import bench, mnist
@@ -64,7 +64,7 @@ def make_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: 
 
 
 def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str, Any]:
-    """The tutorial's loop under common.benchmark's protocol; the same signature as bench.benchmark."""
+    """The tutorial's loop under common.timing's protocol; the same signature as bench.benchmark."""
     m = cfg.mnist
     model = TutorialNet(m.dtype, nnx.Rngs(0))
     mnist.load_params(model, init)
@@ -79,7 +79,7 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
         metrics.reset()
         return loss
 
-    result = {**bm.time_steps(run_steps, cfg.bench, m.batch_size), "os_threads": bm.os_threads()}
+    result = {**timing.time_steps(run_steps, cfg.bench, m.batch_size), "os_threads": timing.os_threads()}
     if cfg.bench.profile:
         hlo = train_step.lower(model, optimizer, metrics, next(batches)).compile().as_text()
         result["profile"] = bench.profile_ops(run_steps, cfg.bench.window_steps, hlo)

@@ -1,7 +1,7 @@
 """Steady-state training speed of the PyTorch MNIST CNN (`compare.py --benchmark`).
 
 The model, optimizer, step and data placement are mnist.py's own; the protocol and the
-statistics are common.benchmark's. Only the synchronisation is PyTorch's: a host read of
+statistics are common.timing's. Only the synchronisation is PyTorch's: a host read of
 the last loss waits for every queued step, on a CPU or a GPU.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from common import benchmark as bm
+from common import timing
 from common.config import RunConfig
 from common.data import Mnist
 from common.parallel import Engine
@@ -28,15 +28,15 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     model = mnist.create_model(m, init, device)
     optimizer = mnist.make_optimizer(m, model)
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
-    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+    batches = timing.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
     def run_steps(n: int) -> float:
         for _ in range(n):
             loss = mnist.train_step(model, optimizer, x, y, torch.as_tensor(next(batches), device=x.device))
         return loss.item()  # host read: waits for the queued steps
 
-    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    result = timing.time_steps(run_steps, cfg.bench, m.batch_size)
+    result.update(threads=runtime.threads(), os_threads=timing.os_threads())
     if cfg.bench.profile:
         result["profile"] = profile_ops(run_steps, cfg.bench.window_steps)
     if gpu:
@@ -52,7 +52,7 @@ def benchmark_parallel(cfg: RunConfig, engine: Engine, init: dict, data: Mnist, 
     """
     m = cfg.mnist
     model, optimizer = parallel.create_model(engine, m, init, device)
-    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+    batches = timing.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
     def run_steps(n: int) -> float:
         for _ in range(n):
@@ -61,8 +61,8 @@ def benchmark_parallel(cfg: RunConfig, engine: Engine, init: dict, data: Mnist, 
             loss = parallel.train_step(model, optimizer, x, y)
         return loss.item()  # host read: waits for the queued steps and their all-reduces
 
-    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    result = timing.time_steps(run_steps, cfg.bench, m.batch_size)
+    result.update(threads=runtime.threads(), os_threads=timing.os_threads())
     return result
 
 
@@ -71,7 +71,7 @@ def profile_ops(run_steps: Callable[[int], float], steps: int) -> list[dict[str,
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         run_steps(steps)
     totals = {e.key: (e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()}
-    return bm.top_ops(totals, steps)
+    return timing.top_ops(totals, steps)
 
 
 def gpu_matmul_gflops(dtype: torch.dtype, n: int = GPU_MATMUL_N) -> float:
@@ -83,4 +83,4 @@ def gpu_matmul_gflops(dtype: torch.dtype, n: int = GPU_MATMUL_N) -> float:
         torch.matmul(a, b)
         torch.cuda.synchronize()
 
-    return bm.best_rate(run, bm.matmul_flop(n))
+    return timing.best_rate(run, timing.matmul_flop(n))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import benchmark as bm
+from common import timing
 from common.config import RunConfig
 from common.data import Mnist
 from frameworks.pytorch import bench, mnist
@@ -28,7 +28,7 @@ LOG_INTERVAL = 10  # the example's --log-interval default: it prints loss.item()
 
 
 def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str, Any]:
-    """The example's loop under common.benchmark's protocol; the same signature as bench.benchmark."""
+    """The example's loop under common.timing's protocol; the same signature as bench.benchmark."""
     m = cfg.mnist
     where = torch_device(device)
     model = mnist.Net().to(device=where, dtype=getattr(torch, m.dtype))  # the example: Net().to(device)
@@ -52,7 +52,7 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
                 loss.item()  # where the example prints the loss: a host read
         return loss.item()
 
-    result = {**bm.time_steps(run_steps, cfg.bench, m.batch_size), "os_threads": bm.os_threads()}
+    result = {**timing.time_steps(run_steps, cfg.bench, m.batch_size), "os_threads": timing.os_threads()}
     if cfg.bench.profile:
         result["profile"] = bench.profile_ops(run_steps, cfg.bench.window_steps)
     return result

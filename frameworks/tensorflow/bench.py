@@ -1,7 +1,7 @@
 """Steady-state training speed of the TensorFlow MNIST CNN (`compare.py --benchmark`).
 
 The model, optimizer, step and data placement are mnist.py's own; the protocol and the
-statistics are common.benchmark's. Only the synchronisation is TensorFlow's: a host read of
+statistics are common.timing's. Only the synchronisation is TensorFlow's: a host read of
 the last loss waits for every step before it.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from common import benchmark as bm
+from common import timing
 from common.config import RunConfig
 from common.data import Mnist
 from common.parallel import Engine
@@ -31,15 +31,15 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     model = mnist.create_model(m, init, device)
     optimizer = mnist.make_optimizer(m, model)
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
-    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+    batches = timing.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
     def run_steps(n: int) -> float:
         for _ in range(n):
             loss = mnist.train_step(model, optimizer, x, y, tf.constant(next(batches)))
         return float(loss.numpy())  # host read: waits for the steps before it
 
-    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    result = timing.time_steps(run_steps, cfg.bench, m.batch_size)
+    result.update(threads=runtime.threads(), os_threads=timing.os_threads())
     if cfg.bench.profile:
         result["profile"] = profile_ops(run_steps, cfg.bench.window_steps)
     if gpu:
@@ -55,7 +55,7 @@ def benchmark_parallel(cfg: RunConfig, engine: Engine, init: dict, data: Mnist, 
     """
     m = cfg.mnist
     model, optimizer = parallel.create_model(engine, m, init, device)
-    batches = bm.batches(len(data.train_labels), m.batch_size, cfg.seed)
+    batches = timing.batches(len(data.train_labels), m.batch_size, cfg.seed)
 
     def run_steps(n: int) -> float:
         for _ in range(n):
@@ -64,8 +64,8 @@ def benchmark_parallel(cfg: RunConfig, engine: Engine, init: dict, data: Mnist, 
             loss = parallel.train_step(model, optimizer, x, y)
         return float(loss.numpy())  # host read: waits for every replica's step
 
-    result = bm.time_steps(run_steps, cfg.bench, m.batch_size)
-    result.update(threads=runtime.threads(), os_threads=bm.os_threads())
+    result = timing.time_steps(run_steps, cfg.bench, m.batch_size)
+    result.update(threads=runtime.threads(), os_threads=timing.os_threads())
     return result
 
 
@@ -96,7 +96,7 @@ def profile_ops(run_steps: Callable[[int], float], steps: int) -> list[dict[str,
         if cells.get("operation") not in (None, "IDLE") and cells.get("total_self_time") is not None:
             name = f"{cells['operation']} ({cells.get('type')})"
             totals[name] = (cells["total_self_time"] / 1e6, cells.get("occurrences") or 0)
-    return bm.top_ops(totals, steps)
+    return timing.top_ops(totals, steps)
 
 
 def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:
@@ -110,4 +110,4 @@ def gpu_matmul_gflops(dtype: str, n: int = GPU_MATMUL_N) -> float:
         def run() -> None:
             matmul().numpy()  # the host read of one number waits for the multiply
 
-        return bm.best_rate(run, bm.matmul_flop(n))
+        return timing.best_rate(run, timing.matmul_flop(n))

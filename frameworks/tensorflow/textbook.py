@@ -16,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from common import benchmark as bm
+from common import timing
 from common.config import RunConfig
 from common.data import Mnist
 from frameworks.tensorflow import bench, mnist
@@ -29,7 +29,7 @@ class Laps(tf.keras.callbacks.Callback):
     to the host, as its progress bar does; on a CPU a step has finished by then anyway.
     """
 
-    def __init__(self, watch: bm.Stopwatch) -> None:
+    def __init__(self, watch: timing.Stopwatch) -> None:
         super().__init__()
         self.watch = watch
         self.steps = 0
@@ -43,7 +43,7 @@ class Laps(tf.keras.callbacks.Callback):
 
 
 def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str, Any]:
-    """`fit` under common.benchmark's protocol; the same signature as bench.benchmark."""
+    """`fit` under common.timing's protocol; the same signature as bench.benchmark."""
     m = cfg.mnist
     model = mnist.create_model(m, init, device)
     model.compile(
@@ -51,12 +51,12 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    watch = bm.Stopwatch(cfg.bench, m.batch_size)
-    epochs = math.ceil(bm.total_steps(cfg.bench) / (len(data.train_labels) // m.batch_size))
+    watch = timing.Stopwatch(cfg.bench, m.batch_size)
+    epochs = math.ceil(timing.total_steps(cfg.bench) / (len(data.train_labels) // m.batch_size))
     watch.start()
     x = data.train_images[..., None]  # NHWC: the channel axis comes last
     model.fit(x, data.train_labels, batch_size=m.batch_size, epochs=epochs, verbose=0, callbacks=[Laps(watch)])
-    result = {**watch.result(), "os_threads": bm.os_threads()}
+    result = {**watch.result(), "os_threads": timing.os_threads()}
     if cfg.bench.profile:
 
         def run_steps(n: int) -> float:  # one more fit, of n steps, under the profiler

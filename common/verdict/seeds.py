@@ -1,13 +1,13 @@
 """--seeds: every framework once per seed, each seed exactly a single run, then the statistics.
 
-Each seed runs what `compare.py --seed S --out DIR/seed-S` would (common.launch.run_all), so
+Each seed runs what `compare.py --seed S --out DIR/seed-S` would (common.run.launch.run_all), so
 its probes, weights, logs, results.json and per-seed parity checks live in DIR/seed-S/, and a
 framework crashing on one seed loses nothing else. The top-level results.json keeps every run
 (framework x seed, each with its `seed`), every per-seed verdict, and the statistics.
 
 The overall verdict of a multi-seed run:
 - DISAGREE when a per-seed parity check failed on any seed, or a pair of frameworks is
-  "different" on a metric (common.stats);
+  "different" on a metric (common.verdict.stats);
 - AGREE when every per-seed check passed and every pair is "equivalent" on test accuracy and
   on test loss, over the seeds that every compared framework finished;
 - UNDETERMINED otherwise (too few seeds for the spread): it says how many seeds would settle
@@ -22,9 +22,11 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from common import launch, parity, results
+from common import results
 from common.config import DOCUMENTED_ACCURACY, MnistConfig, RunConfig
 from common.errors import UserError
+from common.run import launch
+from common.verdict import parity
 
 MAX_SEEDS = 100
 SEED_MAX = 2**32 - 1  # as --seed: NumPy's legacy seeding and JAX's key take 32 bits
@@ -165,7 +167,7 @@ def common_seeds(cfg: RunConfig, runs: list[dict[str, Any]], names: list[str]) -
 
 def compute(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The statistics section of results.json (imports SciPy only here: single runs skip its start-up)."""
-    from common import stats
+    from common.verdict import stats
 
     names = compared(cfg, runs)
     used, excluded = common_seeds(cfg, runs, names)
@@ -193,7 +195,7 @@ def compute(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def metric_statistics(matrix: list[list[float]], names: list[str], margin: float) -> dict[str, Any]:
     """matrix[seed][framework] of one metric: per framework, per pair, variation, against the others."""
-    from common import stats
+    from common.verdict import stats
 
     column = {f: [row[j] for row in matrix] for j, f in enumerate(names)}
     pairs = [

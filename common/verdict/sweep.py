@@ -1,11 +1,11 @@
 """How often does each check fail on correct code? The checks that need no training, over many seeds.
 
-    python -m common.sweep --seeds 0-49 --train-limit 5000   # the 5,000-example subsets of 50 seeds
-    python -m common.sweep --seeds 0-49                      # the full training set
+    python -m common.verdict.sweep --seeds 0-49 --train-limit 5000   # the 5,000-example subsets of 50 seeds
+    python -m common.verdict.sweep --seeds 0-49                      # the full training set
 
 Each seed changes the shared start, the training subset and the batch order, so each is a new
 first batch for the float64 stages and the float32 first-step checks. Every framework runs once
-(one worker, common.launch) through every seed without training, writing what a run of that
+(one worker, common.run.launch) through every seed without training, writing what a run of that
 seed writes (seed-S/stages, seed-S/probes); the checks are then applied exactly as compare.py
 applies them, and the table counts the seeds on which each one failed. On code whose ports are
 correct every count should be 0: a check that fails there is a false alarm.
@@ -24,11 +24,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common import launch, parity, seeds, table
+from common import table
 from common.config import FRAMEWORKS, MnistConfig, RunConfig
 from common.errors import UserError
-from common.fetch import prepare_data
 from common.io import atomic_write_json
+from common.run import launch
+from common.run.fetch import prepare_data
+from common.verdict import parity, seeds
 
 
 def seed_checks(cfg: RunConfig, seed: int, ok: list[dict[str, Any]]) -> list[dict[str, Any]]:

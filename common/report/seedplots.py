@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from common.plots import style
+from common.report.style import style
 
 VERDICT_COLOR = {"equivalent": "tab:green", "different": "tab:red", "undetermined": "tab:orange"}
 

@@ -1,7 +1,7 @@
 """The tables of a --seeds run, for the terminal and for report.md, from its results document.
 
 Everything is read from the document (runs with their seed, per-seed verdicts, the statistics
-of common.seeds), so `compare.py --report` re-renders it without SciPy and without training.
+of common.verdict.seeds), so `compare.py --report` re-renders it without SciPy and without training.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from common import parity, table
+from common import table
+from common.verdict import parity
 
 Table = tuple[tuple[str, ...], list[list[str]]]
 

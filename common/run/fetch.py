@@ -220,12 +220,12 @@ def extract_members(tarball: Path, directory: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m common.fetch [--dataset NAME] [DIR]`: what `make data` runs.
+    """`python -m common.run.fetch [--dataset NAME] [DIR]`: what `make data` runs.
 
     Without DIR: the cache, or a system copy read in place. With DIR: fetch into DIR, which
     the command names to be written (unlike --data-dir, which compare.py only reads).
     """
-    parser = argparse.ArgumentParser(prog="python -m common.fetch", description="Fetch a dataset's IDX files.")
+    parser = argparse.ArgumentParser(prog="python -m common.run.fetch", description="Fetch a dataset's IDX files.")
     parser.add_argument("--dataset", choices=NAMES, default="mnist")
     parser.add_argument("dir", nargs="?", help="fetch into this directory (default: the cache)")
     args = parser.parse_args(argv)

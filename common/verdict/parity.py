@@ -36,7 +36,7 @@ PLANE_PARAMS = 1e-12
 PLANE_GAP = 0.01
 
 AGREE, DISAGREE, NOT_COMPARED = "agree", "disagree", "not compared"
-# --seeds only (common.seeds): every check passed, but too few seeds to show equivalence.
+# --seeds only (common.verdict.seeds): every check passed, but too few seeds to show equivalence.
 UNDETERMINED = "undetermined"
 
 

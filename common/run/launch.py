@@ -21,15 +21,15 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-from common import cluster, settings
-from common.config import RunConfig
+from common import settings
+from common.config import BY_NAME, RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
+from common.run import cluster
 from common.table import summary_line
 
-ROOT = Path(__file__).resolve().parent.parent
-# The modules a framework's package needs, and how to install them.
-REQUIRES = {"pytorch": ("torch",), "tensorflow": ("tensorflow",), "jax": ("jax", "flax", "optax")}
+ROOT = Path(__file__).resolve().parents[2]
+# How to install a framework's modules (common.config.REGISTRY): its pyproject extra has its name.
 INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
 GROUP_TAG = "TRIPTYCH_GROUP"  # marks every process of one framework's run (Group.stop)
 POLL_SECONDS = 0.05
@@ -57,7 +57,7 @@ FAILING = re.compile(rb"^(Traceback \(most recent call last\):|[EF]\d{4} [\d:.]+
 
 def missing_modules(framework: str) -> list[str]:
     """Modules of `framework` that are not installed (found without importing them)."""
-    return [m for m in REQUIRES[framework] if importlib.util.find_spec(m) is None]
+    return [m for m in BY_NAME[framework].modules if importlib.util.find_spec(m) is None]
 
 
 def install_hint(framework: str) -> str:
@@ -138,7 +138,7 @@ def see_log(message: str, log: Path) -> str:
 class Group:
     """The processes that run one framework, started together and stopped together.
 
-    One process on one device; a data-parallel run may have several (common.cluster). When
+    One process on one device; a data-parallel run may have several (common.run.cluster). When
     one fails, every other is stopped at once: a replica waiting in an all-reduce for a dead
     peer would otherwise wait until --timeout.
     """

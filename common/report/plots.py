@@ -12,21 +12,15 @@ from typing import Any
 import numpy as np
 
 from common import results
+from common.bench.goals import GOAL_OF_BLAS
+from common.bench.tables import loop_label
 from common.data import PLANE_POINTS
+from common.report.seedplots import seeds_figure
+from common.report.style import style
 from common.results import mode
 
-STYLE = {
-    "pytorch": {"color": "tab:red", "linestyle": "-", "marker": "o", "size": 9.0, "width": 2.6},
-    "tensorflow": {"color": "tab:blue", "linestyle": "--", "marker": "s", "size": 7.0, "width": 2.0},
-    "jax": {"color": "tab:green", "linestyle": ":", "marker": "^", "size": 5.5, "width": 2.0},
-}
-FALLBACK = {"color": "tab:gray", "linestyle": "-.", "marker": "D", "size": 5.0, "width": 1.5}
 LOSS_FLOOR = 1e-12
 DPI = 110
-
-
-def style(framework: str) -> dict[str, Any]:
-    return STYLE.get(framework, FALLBACK)
 
 
 def wants_curves(doc: dict[str, Any]) -> bool:
@@ -42,9 +36,7 @@ def render_curves(doc: dict[str, Any], config: str) -> bytes | None:
     if not wants_curves(doc):
         return None
     plt = pyplot()
-    if isinstance(doc.get("statistics"), dict):  # --seeds: the per-seed results and intervals (common.seedplots)
-        from common.seedplots import seeds_figure
-
+    if isinstance(doc.get("statistics"), dict):  # --seeds: the per-seed results and intervals (seedplots.py)
         fig = seeds_figure(plt, doc)
     else:
         fig = plane_figure(plt, doc) if doc["task"] == "plane" else mnist_figure(plt, doc)
@@ -83,7 +75,7 @@ def left_out(doc: dict[str, Any]) -> str:
 
 
 def seed_of(run: dict[str, Any]) -> str:
-    """' seed 3' for a run of a --seeds document (common.seeds), else nothing."""
+    """' seed 3' for a run of a --seeds document (common.verdict.seeds), else nothing."""
     return f" seed {run['seed']}" if "seed" in run else ""
 
 
@@ -333,8 +325,6 @@ def render_bench(bench: dict[str, Any]) -> bytes:
     textbook loop; faint and dashed: a framework's defaults where its fastest settings differ.
     The lines are spread a little sideways at each batch size so that no bar hides another.
     """
-    from common.benchmark import loop_label
-
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(10.5, 5.8), layout="constrained")
@@ -386,8 +376,6 @@ def render_bench(bench: dict[str, Any]) -> bytes:
 
 def goal_line(ax: Any, bench: dict[str, Any]) -> None:
     """The 40%-of-BLAS goal in images/s: where a framework's line should stay above."""
-    from common.benchmark import GOAL_OF_BLAS
-
     gflops = bench["reference"].get("gflops")
     if not gflops or not np.isfinite(gflops):
         return

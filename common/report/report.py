@@ -9,9 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common import benchmark, parity, plots, results, seedreport, table
+from common import results, table
+from common.bench.summary import summarise
+from common.bench.tables import markdown_report
 from common.io import atomic_write_bytes, atomic_write_text
+from common.report import plots, seedreport
 from common.results import mode
+from common.verdict import parity
 
 REPORT_NAME = "report.md"
 CURVES_NAME = "curves.png"
@@ -39,7 +43,7 @@ def bench_summary(doc: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if not any(r.get("cases") for r in doc["runs"]):
         return None
-    return benchmark.summarise(doc)
+    return summarise(doc)
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -145,7 +149,7 @@ def one_line(cell: str) -> str:
 
 def runs_markdown(doc: dict[str, Any]) -> str:
     if bench_summary(doc) is not None:
-        return benchmark.markdown_report(bench_summary(doc))
+        return markdown_report(bench_summary(doc))
     columns, rows = benchmark_table(doc) if mode(doc) == "benchmark" else table.runs_table(doc)
     return table.markdown(columns, [[one_line(c) for c in r] for r in rows])
 
