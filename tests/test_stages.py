@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common import parity, stages, table
+from common import stages, table
 from common.data import Mnist, batch_order
 from common.parallel import first_batches
+from common.verdict import parity
 from common.weights import CANONICAL_SHAPES
 
 
@@ -119,7 +120,7 @@ def test_the_verdict_and_its_table_read_the_stages(tmp_path) -> None:
 
 def test_kerass_retracing_notice_for_the_stage_models_stays_in_the_log() -> None:
     """Each stage builds its own Keras model, so tf.function traces forward again: expected, not shown."""
-    from common.launch import NOISE
+    from common.run.launch import NOISE
 
     notice = (
         b"WARNING:tensorflow:5 out of the last 7 calls to <function forward at 0x7fb1599198a0> triggered"

@@ -44,7 +44,7 @@ NOISE = re.compile(
     rb"|\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*"  # gloo's notice in every JAX process (stdout)
     rb"|USDT:[\d-]+ [\d:]+ \d+:\d+ \w+\.cpp:\d+\] profiler_(start|stop)"  # torch.profiler, --profile
     # The float64 stages build their own model, so Keras's forward is traced for it too (and per seed in
-    # common.sweep): expected retracing, which tf.function warns about after five.
+    # common.verdict.sweep): expected retracing, which tf.function warns about after five.
     rb"|WARNING:tensorflow:\d+ out of the last \d+ calls to <function \w+ at 0x[0-9a-f]+> triggered tf\.function"
     rb" retracing\..*)$"
 )
