@@ -82,15 +82,9 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
         return run_checks_only(cfg, fw, device)
     if cfg.parallel.enabled:
         return run_parallel(cfg, fw, data, device)
-    start = time.perf_counter()
-    atomic_save_npz(cfg.out_dir / "stages" / f"{name}.npz", run_stages(cfg, fw, device))
-    stages_seconds = time.perf_counter() - start
+    stages_seconds = save_first_checks(cfg, fw, data, device, probe=m.init == "shared")
     init = mnist_init(cfg.seed) if m.init == "shared" else None
     model = mnist.create_model(m, init, device, seed=cfg.seed)
-    if init is not None:  # the first training batch, for the float32 first-step checks
-        idx = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
-        probe = mnist.probe(model, data.train_images[idx], data.train_labels[idx], device)
-        atomic_save_npz(cfg.out_dir / "probes" / f"{name}.npz", probe)
     steps_per_epoch = len(data.train_labels) // m.batch_size
     recorder = Recorder(name, data.test_labels, m.epochs, steps_per_epoch, m.batch_size, cfg.quiet)
     try:
@@ -107,6 +101,24 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
 
 
 # --- The float64 stages (common.stages): every step of the recipe, before the float32 training ---
+
+
+def save_first_checks(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str, probe: bool = True) -> float:
+    """What the verdict reads before training: the float64 stages (stages/<framework>.npz) and the float32
+    first-step probe from the shared start (probes/<framework>.npz). Returns the stages' seconds."""
+    mnist = importlib.import_module(f"{fw.__name__}.mnist")
+    name = fw.__name__.rsplit(".", 1)[1]
+    start = time.perf_counter()
+    atomic_save_npz(cfg.out_dir / "stages" / f"{name}.npz", run_stages(cfg, fw, device))
+    seconds = time.perf_counter() - start
+    if probe:  # the run's first training batch
+        idx = batch_order(len(data.train_labels), cfg.mnist.batch_size, cfg.seed, epoch=0)[0]
+        model = mnist.create_model(cfg.mnist, mnist_init(cfg.seed), device)
+        atomic_save_npz(
+            cfg.out_dir / "probes" / f"{name}.npz",
+            mnist.probe(model, data.train_images[idx], data.train_labels[idx], device),
+        )
+    return seconds
 
 
 def stage_config(cfg: RunConfig) -> RunConfig:
@@ -147,16 +159,9 @@ def run_stages(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, np.ndar
 
 def run_checks_only(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
     """common.verdict.sweep: each seed's stages and float32 first-step probe in seed-S/, as its run writes them."""
-    mnist = importlib.import_module(f"{fw.__name__}.mnist")
-    name = fw.__name__.rsplit(".", 1)[1]
     for seed in cfg.seeds or (cfg.seed,):
         one = replace(cfg, seed=seed, seeds=(), out=str(cfg.out_dir / f"seed-{seed}"))
-        atomic_save_npz(one.out_dir / "stages" / f"{name}.npz", run_stages(one, fw, device))
-        data = load_data(one)
-        idx = batch_order(len(data.train_labels), one.mnist.batch_size, seed, epoch=0)[0]
-        model = mnist.create_model(one.mnist, mnist_init(seed), device)
-        probe = mnist.probe(model, data.train_images[idx], data.train_labels[idx], device)
-        atomic_save_npz(one.out_dir / "probes" / f"{name}.npz", probe)
+        save_first_checks(one, fw, load_data(one), device)
     return {"seeds": list(cfg.seeds or (cfg.seed,))}
 
 
@@ -209,7 +214,6 @@ def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> di
     the engine trains the update stage and takes the first-step gradients, which common.verdict.parity
     compares with the same framework's single device (probes/<framework>-parallel.npz).
     """
-    mnist = importlib.import_module(f"{fw.__name__}.mnist")
     parallel = importlib.import_module(f"{fw.__name__}.parallel")
     name = fw.__name__.rsplit(".", 1)[1]
     m = cfg.mnist
@@ -218,10 +222,7 @@ def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> di
     init = mnist_init(cfg.seed) if m.init == "shared" else None
     first = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
     if chief:  # the stages and the first-step checks, on one device as always
-        atomic_save_npz(cfg.out_dir / "stages" / f"{name}.npz", run_stages(cfg, fw, device))
-        model = mnist.create_model(m, mnist_init(cfg.seed), device)
-        probe = mnist.probe(model, data.train_images[first], data.train_labels[first], device)
-        atomic_save_npz(cfg.out_dir / "probes" / f"{name}.npz", probe)
+        save_first_checks(cfg, fw, data, device)
     reference = parallel_stage(cfg, fw, engine, device)
     model, _ = parallel.create_model(engine, m, mnist_init(cfg.seed), device)
     reference |= prefixed(
