@@ -91,6 +91,10 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
         idx = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch=0)[0]
         probe = mnist.probe(model, data.train_images[idx], data.train_labels[idx], device)
         atomic_save_npz(cfg.out_dir / "probes" / f"{name}.npz", probe)
+        if m.precision != "float32":  # the same batch without mixed precision, for its own check
+            full = mnist.create_model(replace(m, precision="float32"), init, device)
+            reference = mnist.probe(full, data.train_images[idx], data.train_labels[idx], device)
+            atomic_save_npz(cfg.out_dir / "probes" / f"{name}-float32.npz", reference)
     steps_per_epoch = len(data.train_labels) // m.batch_size
     recorder = Recorder(name, data.test_labels, m.epochs, steps_per_epoch, m.batch_size, cfg.quiet)
     try:
@@ -111,7 +115,9 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
 
 def stage_config(cfg: RunConfig) -> RunConfig:
     """The run's recipe in float64, for one epoch of the stage data (its first STEPS batches)."""
-    m64 = replace(cfg.mnist, dtype="float64", epochs=1, eval_batch_size=stages.EVAL_BATCH, init="shared")
+    m64 = replace(
+        cfg.mnist, dtype="float64", precision="float32", epochs=1, eval_batch_size=stages.EVAL_BATCH, init="shared"
+    )  # the stages stay float64 whatever --precision the run trains in
     return replace(cfg, mnist=m64, quiet=True)
 
 
@@ -170,9 +176,11 @@ def run_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> d
     if cfg.parallel.enabled:
         return run_parallel_benchmark(cfg, fw, data, device)
     cases = []
+    # The textbook loops are the tutorials' float32 steps: timed beside the uncompiled float32 step only.
+    plain = cfg.mnist.precision == "float32" and not cfg.mnist.compiled
     for batch_size in sorted(cfg.bench.batch_sizes):
         one = replace(cfg, mnist=replace(cfg.mnist, batch_size=batch_size))
-        for loop in cfg.bench.loops:
+        for loop in cfg.bench.loops if plain else ("project",):
             module = importlib.import_module(f"{fw.__name__}.{'bench' if loop == 'project' else 'textbook'}")
             result = module.benchmark(one, mnist_init(cfg.seed), data, device)
             cases.append({"loop": loop, **result, "peak_rss_mb": peak_rss_mb()})
