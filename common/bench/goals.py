@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.bench.summary import overlap
+from common.bench.summary import overlap, trains_with
 
 # The goals on the reference machine, checked by the benchmark (never by a timed test).
 GOAL_OF_BLAS = 0.40  # each framework's training step reaches >= 40% of NumPy's fp32 matmul rate
@@ -27,8 +27,7 @@ def goals(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
             and r["loop"] == "project"
             and r["devices"] == 1  # the goals are about one device
             and bench["training_settings"] in r["stands_for"]
-            and r.get("precision", "float32") == "float32"
-            and "off" in r.get("compile_stands_for", ["off"])
+            and trains_with(r)
         ]
         lines += precision_goals(bench, batch)
         if not used:

@@ -150,6 +150,13 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
     return out
 
 
+def trains_with(r: dict[str, Any]) -> bool:
+    """Whether a row ran what training runs use: the training settings, float32, the step uncompiled."""
+    precision, compiled = r.get("precision", "float32"), r.get("compile_stands_for", ["off"])
+    plain = precision == settings.TRAINING_PRECISION and settings.TRAINING_COMPILE in compiled
+    return plain and settings.TRAINING in (r.get("stands_for") or [r["settings"]])
+
+
 def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two rows' spreads overlap: then this run does not tell them apart."""
     return (

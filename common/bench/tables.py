@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from common import settings
 from common.bench.goals import goals
+from common.bench.summary import trains_with
 from common.config import BY_NAME
 from common.table import markdown, text
 
@@ -26,12 +26,6 @@ def loop_label(r: dict[str, Any]) -> str:
     if r["loop"] != "textbook":
         return r["loop"]
     return f"textbook ({BY_NAME[r['framework']].textbook})" if r["framework"] in BY_NAME else "textbook"
-
-
-def trains_with(r: dict[str, Any]) -> bool:
-    """Whether a row ran what training runs use: the training settings, float32, the step uncompiled."""
-    plain = r.get("precision", "float32") == "float32" and "off" in r.get("compile_stands_for", ["off"])
-    return plain and settings.TRAINING in (r.get("stands_for") or [r["settings"]])
 
 
 def settings_label(r: dict[str, Any]) -> str:
