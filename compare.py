@@ -3,6 +3,7 @@
     python compare.py --task mnist              # train all three, table + parity verdict
     python compare.py --task plane              # the five-point plane fit
     python compare.py --task mnist --benchmark  # steady-state speed instead of accuracy
+    python compare.py --task mnist --precision bfloat16  # bfloat16 mixed precision (docs/mixed-precision.md)
     python compare.py --task mnist --seeds 0-4  # once per seed: means, intervals, equivalence
     python compare.py --benchmark --textbook --batch-size 32,100,1000 --repeat 3  # against the tutorials' loops
     python compare.py --report runs/mnist-...   # re-render report.md and curves.png

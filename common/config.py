@@ -26,13 +26,14 @@ class Framework:
     textbook: str  # the tutorial loop its textbook.py times, as the benchmark's tables name it
     # --precision values its mnist.py builds (docs/mixed-precision.md): float16 would need each framework's
     # loss scaling on a GPU, which none has yet
-    precisions: tuple[str, ...] = ("float32", "bfloat16")
+    precisions: tuple[str, ...] = ("float32",)
 
 
+MIXED = ("float32", "bfloat16")  # float32, and bfloat16 mixed precision in the framework's own idiom
 REGISTRY = (
-    Framework("pytorch", "PyTorch", ("torch",), "DataLoader"),
-    Framework("tensorflow", "TensorFlow", ("tensorflow",), "model.fit"),
-    Framework("jax", "JAX", ("jax", "flax", "optax"), "Flax tutorial"),
+    Framework("pytorch", "PyTorch", ("torch",), "DataLoader", MIXED),
+    Framework("tensorflow", "TensorFlow", ("tensorflow",), "model.fit", MIXED),
+    Framework("jax", "JAX", ("jax", "flax", "optax"), "Flax tutorial", MIXED),
 )
 FRAMEWORKS = tuple(f.name for f in REGISTRY)
 BY_NAME = {f.name: f for f in REGISTRY}
