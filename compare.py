@@ -3,6 +3,7 @@
     python compare.py --task mnist              # train all three, table + parity verdict
     python compare.py --task plane              # the five-point plane fit
     python compare.py --task mnist --benchmark  # steady-state speed instead of accuracy
+    python compare.py --task mnist --precision bfloat16  # bfloat16 mixed precision (docs/mixed-precision.md)
     python compare.py --task mnist --seeds 0-4  # once per seed: means, intervals, equivalence
     python compare.py --benchmark --textbook --batch-size 32,100,1000 --repeat 3  # against the tutorials' loops
     python compare.py --report runs/mnist-...   # re-render report.md and curves.png
@@ -48,9 +49,12 @@ from common.run.arguments import (
     check_arguments,
     check_batch_split,
     check_devices_exist,
+    check_precision_runs,
+    compiles,
     device_counts,
     make_parser,
     parse_frameworks,
+    precisions,
     settings_names,
 )
 from common.run.fetch import prepare_data
@@ -73,6 +77,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         optimizer=args.optimizer,
         train_limit=args.train_limit,
         dtype=args.dtype or defaults.dtype,
+        precision=precisions(args)[0],
         init=args.init,
         eval_params=str(Path(args.eval_params).resolve()) if args.eval_params else None,
     )
@@ -130,6 +135,8 @@ def bench_config(args: argparse.Namespace, sizes: tuple[int, ...], devices: tupl
         windows=args.windows or defaults.windows,
         batch_sizes=sizes,
         settings=settings_names(args) if args.benchmark else defaults.settings,
+        precisions=precisions(args),
+        compiles=compiles(args),
         loops=LOOPS if args.textbook else defaults.loops,
         repeats=args.repeat or defaults.repeats,
         profile=args.profile,
@@ -145,6 +152,8 @@ def preflight(cfg: RunConfig) -> RunConfig:
     if cfg.device == "gpu" and not environment.gpu_visible():
         raise UserError("--device gpu: this machine shows no GPU (no NVIDIA device); use --device auto or cpu")
     check_devices_exist(cfg)
+    if cfg.task == "mnist":
+        check_precision_runs(cfg)
     return prepare_data(cfg)
 
 

@@ -24,12 +24,16 @@ class Framework:
     title: str  # as docs/side-by-side.html writes it
     modules: tuple[str, ...]  # what must be installed to run it, looked up without importing (common.run.launch)
     textbook: str  # the tutorial loop its textbook.py times, as the benchmark's tables name it
+    # --precision values its mnist.py builds (docs/mixed-precision.md): float16 would need each framework's
+    # loss scaling on a GPU, which none has yet
+    precisions: tuple[str, ...] = ("float32",)
 
 
+MIXED = ("float32", "bfloat16")  # float32, and bfloat16 mixed precision in the framework's own idiom
 REGISTRY = (
-    Framework("pytorch", "PyTorch", ("torch",), "DataLoader"),
-    Framework("tensorflow", "TensorFlow", ("tensorflow",), "model.fit"),
-    Framework("jax", "JAX", ("jax", "flax", "optax"), "Flax tutorial"),
+    Framework("pytorch", "PyTorch", ("torch",), "DataLoader", MIXED),
+    Framework("tensorflow", "TensorFlow", ("tensorflow",), "model.fit", MIXED),
+    Framework("jax", "JAX", ("jax", "flax", "optax"), "Flax tutorial", MIXED),
 )
 FRAMEWORKS = tuple(f.name for f in REGISTRY)
 BY_NAME = {f.name: f for f in REGISTRY}
@@ -37,6 +41,13 @@ TASKS = ("plane", "mnist")
 
 Device = Literal["auto", "cpu", "gpu"]
 Dtype = Literal["float32", "float64"]
+# --precision: "float32" computes in the weights' dtype; "bfloat16" is mixed precision (bfloat16 compute,
+# float32 weights, gradients and optimizer state), each framework's own idiom (docs/mixed-precision.md).
+PRECISIONS = ("float32", "bfloat16", "float16")
+Precision = Literal["float32", "bfloat16", "float16"]
+# --compile (benchmark only): "off" is the step training runs (PyTorch eager, TensorFlow tf.function, JAX jit);
+# "on" compiles it whole (torch.compile, tf.function(jit_compile=True), JAX jit again).
+COMPILES = ("off", "on")
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,8 @@ class MnistConfig:
     eps: float = 1e-8  # Adam only; see docs/differences.md for Keras's epsilon
     train_limit: int | None = None
     dtype: Dtype = "float32"
+    precision: Precision = "float32"  # "bfloat16": mixed precision, the weights stay in `dtype`
+    compiled: bool = False  # --benchmark --compile on: the step through each framework's compiler
     init: Literal["shared", "native"] = "shared"
     eval_batch_size: int = 1000
     eval_params: str | None = None  # score this canonical checkpoint instead of training
@@ -92,6 +105,8 @@ class BenchConfig:
     windows: int = 5
     batch_sizes: tuple[int, ...] = (100,)
     settings: tuple[str, ...] = ("defaults", "fastest")
+    precisions: tuple[str, ...] = ("float32",)  # --precision float32,bfloat16
+    compiles: tuple[str, ...] = ("off",)  # --compile off,on
     loops: tuple[str, ...] = ("project",)  # "textbook": each framework's tutorial loop as the bar
     repeats: int = 1
     profile: bool = False  # one more window of each loop under the framework's own profiler
@@ -188,7 +203,8 @@ class RunConfig:
         d["plane"] = PlaneConfig(**d["plane"])
         d["mnist"] = MnistConfig(**d["mnist"])
         bench = dict(d["bench"])
-        for axis in ("batch_sizes", "settings", "loops", "devices"):  # JSON has lists; the config keeps tuples
+        # JSON has lists; the config keeps tuples
+        for axis in ("batch_sizes", "settings", "precisions", "compiles", "loops", "devices"):
             if axis in bench:
                 bench[axis] = tuple(bench[axis])
         d["bench"] = BenchConfig(**bench)

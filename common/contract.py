@@ -113,6 +113,17 @@ MNIST = Module(
         one("model", "load_params", "2"),
         one("model", "get_params"),
         one("loss", "loss_fn", "6"),
+        Row(
+            "loss",
+            (
+                Fn(
+                    "autocast",
+                    ("pytorch",),
+                    "--precision bfloat16: PyTorch's autocast is a context around the forward pass and the loss;"
+                    " Keras (a dtype policy per layer) and Flax (dtype per module) build it into the layers",
+                ),
+            ),
+        ),
         one("optimizer", "make_optimizer", "8", "9", "10"),
         Row(
             "optimizer",

@@ -49,6 +49,61 @@ FASTEST: dict[str, Tuning] = {
     ),
 }
 
+# --precision and --compile (docs/mixed-precision.md, docs/performance.md): training runs stay float32 and
+# uncompiled unless --precision is given, whatever the benchmark finds fastest: parity first.
+TRAINING_PRECISION = "float32"
+TRAINING_COMPILE = "off"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a precision or compile setting runs in one framework, the kernels it reaches, and the measurement."""
+
+    what: str
+    kernels: str
+    why: str
+
+
+# Measured on the 2-core Intel Xeon (AMX-BF16, AVX512-BF16) with the 1-minute load average at 4.5-6.7 (other
+# jobs running): ratios within one run, batch 100, not milliseconds (docs/performance.md, "Mixed precision").
+BFLOAT16: dict[str, Choice] = {
+    "pytorch": Choice(
+        'torch.autocast("cpu", dtype=torch.bfloat16) around the forward pass and the loss',
+        "oneDNN brgemm kernels on AMX (brg_conv_fwd, brgconv_bwd_w, brg_matmul: avx10_1_512_amx) for both"
+        " convolutions and the linear layer (ONEDNN_VERBOSE=1)",
+        "2.00x its float32 images/s (443 against 221, PyTorch the most distorted by the load)",
+    ),
+    "tensorflow": Choice(
+        "the mixed_bfloat16 policy on every layer but the output layer (float32, as Keras's guide says)",
+        "oneDNN brgemm kernels on AMX for the convolutions (avx10_1_512_amx); the float32 Dense layer through"
+        " oneDNN's float32 gemm (x64:gemm:jit) (ONEDNN_VERBOSE=1)",
+        "2.87x its float32 images/s (7,098 against 2,470)",
+    ),
+    "jax": Choice(
+        "Flax dtype=bfloat16, param_dtype=float32 in every module; the loss on logits cast to float32",
+        "XLA:CPU lowers 5 bfloat16 convolutions and 3 bfloat16 dots, then compiles all 8 in float32 with 92"
+        " converts around them (the compiled HLO has no bf16 convolution or dot): no AMX or AVX512-BF16 path",
+        "0.82x its float32 images/s (1,471 against 1,783), 0.67x in a --profile run: the same float32 YNNPACK"
+        " convolutions, plus two float32 reduce-windows for the bias gradients (8% each) and the converts (9%)",
+    ),
+}
+COMPILED: dict[str, Choice] = {
+    "pytorch": Choice(
+        "torch.compile(train_step), default mode (Inductor), forward, backward and optimizer in one graph",
+        "Inductor's generated C++ plus oneDNN for the convolutions",
+        "0.78x eager in float32 (173 against 221), 0.80x in bfloat16; 64 s to compile the float32 step on the"
+        " busy machine; max-autotune was not measured (its autotuning takes longer still on 2 shared cores)",
+    ),
+    "tensorflow": Choice(
+        "tf.function(train_step, jit_compile=True): the step through XLA instead of the graph executor",
+        "XLA:CPU's own convolutions, not oneDNN",
+        "0.37x the plain tf.function in float32 (919 against 2,470), 0.17x in bfloat16: XLA's CPU convolutions"
+        " lose to oneDNN's, as measured on AVX2 before",
+    ),
+    "jax": Choice("jax.jit, as training runs it", "XLA:CPU (YNNPACK fusions)", "always compiled: off and on are one"),
+}
+
+
 # Variables that would make "defaults" something else when inherited from the user's shell.
 SWITCHES = tuple(sorted({name for tuning in FASTEST.values() for name, _ in tuning.env if name != "XLA_FLAGS"}))
 

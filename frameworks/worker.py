@@ -111,19 +111,24 @@ def save_first_checks(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str, 
     start = time.perf_counter()
     atomic_save_npz(cfg.out_dir / "stages" / f"{name}.npz", run_stages(cfg, fw, device))
     seconds = time.perf_counter() - start
-    if probe:  # the run's first training batch
-        idx = batch_order(len(data.train_labels), cfg.mnist.batch_size, cfg.seed, epoch=0)[0]
-        model = mnist.create_model(cfg.mnist, mnist_init(cfg.seed), device)
-        atomic_save_npz(
-            cfg.out_dir / "probes" / f"{name}.npz",
-            mnist.probe(model, data.train_images[idx], data.train_labels[idx], device),
-        )
+    if not probe:
+        return seconds
+    idx = batch_order(len(data.train_labels), cfg.mnist.batch_size, cfg.seed, epoch=0)[0]  # the first batch
+    files = {cfg.mnist.precision: f"{name}.npz"}
+    if cfg.mnist.precision != "float32":  # a mixed-precision run also probes the batch in float32, for its own check
+        files["float32"] = f"{name}-float32.npz"
+    for precision, file in files.items():
+        model = mnist.create_model(replace(cfg.mnist, precision=precision), mnist_init(cfg.seed), device)
+        probed = mnist.probe(model, data.train_images[idx], data.train_labels[idx], device)
+        atomic_save_npz(cfg.out_dir / "probes" / file, probed)
     return seconds
 
 
 def stage_config(cfg: RunConfig) -> RunConfig:
     """The run's recipe in float64, for one epoch of the stage data (its first STEPS batches)."""
-    m64 = replace(cfg.mnist, dtype="float64", epochs=1, eval_batch_size=stages.EVAL_BATCH, init="shared")
+    m64 = replace(
+        cfg.mnist, dtype="float64", precision="float32", epochs=1, eval_batch_size=stages.EVAL_BATCH, init="shared"
+    )  # the stages stay float64 whatever --precision the run trains in
     return replace(cfg, mnist=m64, quiet=True)
 
 
@@ -175,9 +180,11 @@ def run_benchmark(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> d
     if cfg.parallel.enabled:
         return run_parallel_benchmark(cfg, fw, data, device)
     cases = []
+    # The textbook loops are the tutorials' float32 steps: timed beside the uncompiled float32 step only.
+    plain = cfg.mnist.precision == "float32" and not cfg.mnist.compiled
     for batch_size in sorted(cfg.bench.batch_sizes):
         one = replace(cfg, mnist=replace(cfg.mnist, batch_size=batch_size))
-        for loop in cfg.bench.loops:
+        for loop in cfg.bench.loops if plain else ("project",):
             module = importlib.import_module(f"{fw.__name__}.{'bench' if loop == 'project' else 'textbook'}")
             result = module.benchmark(one, mnist_init(cfg.seed), data, device)
             cases.append({"loop": loop, **result, "peak_rss_mb": peak_rss_mb()})

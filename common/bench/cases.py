@@ -38,6 +38,20 @@ def worker_settings(framework: str, names: tuple[str, ...]) -> list[tuple[str, t
     return [(name, (name,)) for name in names]
 
 
+def worker_compiles(framework: str, names: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """The --compile values to run for one framework, each with every value it stands for.
+
+    JAX's step is compiled by jit either way, so one worker stands for both: ('off', ('off', 'on')).
+    """
+    if framework in ALWAYS_COMPILED:
+        return [(names[0], names)]
+    return [(name, (name,)) for name in names]
+
+
+# Frameworks whose training step is already compiled whole (frameworks/<name>/bench.py says how).
+ALWAYS_COMPILED = ("jax",)
+
+
 def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every worker of the benchmark, `repeats` times; returns the runs and the reference rate.
 
@@ -48,16 +62,23 @@ def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     order = [f for f in cfg.frameworks if not launch.missing_modules(f)]
     runs = [not_run(f, "skipped", not_installed(f)) for f in cfg.frameworks if f not in order]
     workers = [
-        (repeat, framework, name, stands_for, devices)
+        (repeat, framework, name, stands_for, devices, precision, compiled, compiles)
         for repeat in range(cfg.bench.repeats)
         for framework in (order if repeat % 2 == 0 else order[::-1])  # alternate: no framework always goes first
         for name, stands_for in worker_settings(framework, cfg.bench.settings)
+        for precision in cfg.bench.precisions  # each in a process of its own: a policy, a compiler cache
+        for compiled, compiles in worker_compiles(framework, cfg.bench.compiles)
         for devices in cfg.bench.devices  # N > 1: the framework's engine, in processes of its own (torchrun)
     ]
     references = []
-    for i, (repeat, framework, name, stands_for, devices) in enumerate(workers):
-        one = replace(cfg, frameworks=(framework,), settings=name, parallel=replace(cfg.parallel, devices=devices))
+    for i, (repeat, framework, name, stands_for, devices, precision, compiled, compiles) in enumerate(workers):
+        mnist = replace(cfg.mnist, precision=precision, compiled=compiled == "on")
+        one = replace(
+            cfg, frameworks=(framework,), settings=name, mnist=mnist, parallel=replace(cfg.parallel, devices=devices)
+        )
         label = f"{framework}-{name}-{repeat + 1}" + (f"-{devices}dev" if len(cfg.bench.devices) > 1 else "")
+        label += f"-{precision}" if len(cfg.bench.precisions) > 1 else ""
+        label += f"-compile-{compiled}" if len(cfg.bench.compiles) > 1 else ""
         job = cfg.out_dir / "jobs" / f"{label}.json"
         atomic_write_json(job, one.to_dict())
         load = load_average()
@@ -67,10 +88,12 @@ def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             raise interrupted(runs, workers[i:]) from None
         runs.append(
             {**entry, "settings": name, "stands_for": list(stands_for), "repeat": repeat + 1, "devices": devices}
+            | {"precision": precision, "compile": compiled, "compile_stands_for": list(compiles)}
             | {"load_before": load, "load_after": load_average()}
         )
         if not cfg.quiet:
             on = f", {devices} devices" if devices > 1 else ""
+            on += f", {precision}, compile {compiled}"
             line = f"{summary_line(runs[-1])} ({name} settings{on}, repeat {repeat + 1} of {cfg.bench.repeats})"
             print(line, file=sys.stderr, flush=True)
         if i + 1 == len(workers) or workers[i + 1][0] != repeat:
@@ -83,7 +106,7 @@ def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def interrupted(runs: list[dict[str, Any]], left: list[tuple]) -> launch.Interrupted:
     """Ctrl-C: the finished runs, and the workers not run marked `interrupted`."""
-    stopped = [{**not_run(f, "interrupted", "stopped by Ctrl-C"), "settings": s} for _, f, s, _, _ in left]
+    stopped = [{**not_run(w[1], "interrupted", "stopped by Ctrl-C"), "settings": w[2]} for w in left]
     return launch.Interrupted([*runs, *stopped])
 
 

@@ -19,6 +19,8 @@ SCHEMA = "triptych/bench/2"
 ROW_KEYS = (
     "framework",
     "settings",
+    "precision",
+    "compile",
     "loop",
     "batch_size",
     "status",
@@ -47,14 +49,26 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
     failed = []
     for r in doc["runs"]:
         if r["status"] != "ok":
-            failed.append({k: r.get(k) for k in ("framework", "settings", "repeat", "status", "error")})
+            keys = ("framework", "settings", "precision", "compile", "repeat", "status", "error")
+            failed.append({k: r.get(k) for k in keys})
             continue
         for case in r.get("cases", []):
             key = (r["framework"], r["settings"], case["loop"], case["batch_size"], case.get("devices", 1))
+            key += (r.get("precision", "float32"), r.get("compile", "off"))
             groups.setdefault(key, []).append((r, case))
     order = {f: i for i, f in enumerate(cfg["frameworks"])}
     rows = [row(members, reference["gflops"]) for members in groups.values()]
-    rows.sort(key=lambda r: (r["batch_size"], order.get(r["framework"], 99), r["settings"], r["loop"], r["devices"]))
+    rows.sort(
+        key=lambda r: (
+            r["batch_size"],
+            order.get(r["framework"], 99),
+            r["settings"],
+            r["precision"] != "float32",
+            r["compile"],
+            r["loop"],
+            r["devices"],
+        )
+    )
     compare_rows(rows)
     compare_devices(rows)
     loads = [x for r in doc["runs"] for x in (r.get("load_before"), r.get("load_after")) if x is not None]
@@ -99,6 +113,9 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
         "framework": run["framework"],
         "settings": run["settings"],
         "stands_for": run.get("stands_for", [run["settings"]]),
+        "precision": run.get("precision", "float32"),
+        "compile": run.get("compile", "off"),
+        "compile_stands_for": run.get("compile_stands_for", [run.get("compile", "off")]),
         "loop": case["loop"],
         "batch_size": batch,
         "devices": case.get("devices", 1),
@@ -118,6 +135,10 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
         "peak_rss_mb": max(c.get("peak_rss_mb") or 0.0 for _, c in members),
         "window_step_ms": [float(1e3 * s) for s in windows],
         "losses": case.get("losses"),
+        # the 1-minute load average around its workers (common.bench.tables.busy_line)
+        "load_max": max(
+            (x for r, _ in members for x in (r.get("load_before"), r.get("load_after")) if x), default=None
+        ),
     }
     if case.get("profile"):  # --profile: the first repeat's
         out["profile"] = case["profile"]
@@ -127,6 +148,13 @@ def row(members: list[tuple[dict, dict]], reference_gflops: float) -> dict[str, 
     if case.get("device_matmul_gflops"):
         out["fraction_of_device_matmul"] = stats["gflops"] / case["device_matmul_gflops"]
     return out
+
+
+def trains_with(r: dict[str, Any]) -> bool:
+    """Whether a row ran what training runs use: the training settings, float32, the step uncompiled."""
+    precision, compiled = r.get("precision", "float32"), r.get("compile_stands_for", ["off"])
+    plain = precision == settings.TRAINING_PRECISION and settings.TRAINING_COMPILE in compiled
+    return plain and settings.TRAINING in (r.get("stands_for") or [r["settings"]])
 
 
 def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -148,7 +176,11 @@ def compare_rows(rows: list[dict[str, Any]]) -> None:
             r["overlaps_fastest"] = r is not fastest and overlap(r, fastest)
         for r in project:
             bar = [t for t in same if t["loop"] == "textbook" and t["framework"] == r["framework"]]
-            bar = [t for t in bar if t["settings"] == r["settings"]]
+            bar = [
+                t
+                for t in bar
+                if (t["settings"], t["precision"], t["compile"]) == (r["settings"], r["precision"], r["compile"])
+            ]
             if bar:
                 r["relative_to_textbook"] = r["images_per_second"] / bar[0]["images_per_second"]
                 r["overlaps_textbook"] = overlap(r, bar[0])
@@ -161,9 +193,13 @@ def compare_devices(rows: list[dict[str, Any]]) -> None:
     devices are simulated and share its cores, at the same total threads, so 1.00x means no
     data-parallel overhead and nothing can scale; on N GPUs `scaling_efficiency` divides by N too.
     """
-    one = {(r["framework"], r["settings"], r["loop"], r["batch_size"]): r for r in rows if r["devices"] == 1}
+
+    def key(r: dict[str, Any]) -> tuple:
+        return r["framework"], r["settings"], r["precision"], r["compile"], r["loop"], r["batch_size"]
+
+    one = {key(r): r for r in rows if r["devices"] == 1}
     for r in rows:
-        base = one.get((r["framework"], r["settings"], r["loop"], r["batch_size"]))
+        base = one.get(key(r))
         if r["devices"] > 1 and base:
             r["relative_to_one_device"] = r["images_per_second"] / base["images_per_second"]
             r["scaling_efficiency"] = r["relative_to_one_device"] / r["devices"]

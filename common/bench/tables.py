@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from common import settings
 from common.bench.goals import goals
+from common.bench.summary import trains_with
 from common.config import BY_NAME
 from common.table import markdown, text
 
@@ -30,7 +30,35 @@ def loop_label(r: dict[str, Any]) -> str:
 
 def settings_label(r: dict[str, Any]) -> str:
     names = " = ".join(r.get("stands_for") or [r["settings"]])
-    return names + (" *" if settings.TRAINING in (r.get("stands_for") or [r["settings"]]) else "")
+    return names + (" *" if trains_with(r) else "")
+
+
+def compile_label(r: dict[str, Any]) -> str:
+    """'off', 'on', or 'off = on' where the step is compiled either way (JAX's jit)."""
+    return " = ".join(r.get("compile_stands_for") or [r.get("compile", "off")])
+
+
+def busy_line(bench: dict[str, Any]) -> str | None:
+    """The benchmark's first line when the load average during its timed windows exceeded the cores.
+
+    Names the frameworks most affected: those whose workers saw that load, the widest relative
+    spread of windows first (a busy machine shows up as spread; PyTorch's spin-waiting threads most).
+    """
+    cores = bench["environment"].get("cores")
+    load = bench.get("load_average")
+    if not cores or not load or load["max"] <= cores:
+        return None
+    spread: dict[str, float] = {}
+    for r in bench["rows"]:
+        if (r.get("load_max") or 0) > cores:
+            width = (r["images_per_second_high"] - r["images_per_second_low"]) / r["images_per_second"]
+            spread[r["framework"]] = max(width, spread.get(r["framework"], 0.0))
+    worst = sorted(spread, key=spread.get, reverse=True)[:2]
+    named = ", ".join(f"{f} (spread {100 * spread[f]:.0f}% of its images/s)" for f in worst) or "all"
+    return (
+        f"BUSY MACHINE: the 1-minute load average reached {load['max']:.1f} on {cores} cores during the timed"
+        f" windows, so these numbers do not rank the frameworks; most affected: {named}"
+    )
 
 
 def table_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
@@ -44,6 +72,8 @@ def table_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
     cells: dict[str, Callable[[dict[str, Any]], str]] = {
         "framework": lambda r: r["framework"],
         "settings": settings_label,
+        "precision": lambda r: r.get("precision", "float32"),
+        "compile": compile_label,
         "loop": loop_label,
         "batch": lambda r: str(r["batch_size"]),
         "devices": lambda r: str(r["devices"]),
@@ -66,6 +96,8 @@ def table_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
     }
     several = len({r["devices"] for r in rows}) > 1
     shown = {
+        "precision": len({r.get("precision", "float32") for r in rows}) > 1,
+        "compile": len({r.get("compile", "off") for r in rows}) > 1,
         "devices": several,
         "per device": several,
         "vs 1 device": several,
@@ -103,7 +135,8 @@ def notes(bench: dict[str, Any]) -> list[str]:
         "CPU ms/step: CPU time of the worker per step, all its threads (median window): the work done, which a"
         " busy machine stretches far less than wall time",
         f"of fastest: against the fastest project loop at that batch size; vs textbook: against the same"
-        f" framework's textbook loop; *: the settings training runs use ({bench['training_settings']})",
+        f" framework's textbook loop; *: the settings training runs use ({bench['training_settings']}, float32,"
+        " the step uncompiled)",
         f"fastest settings: {fastest}",
         f"reference: {ref['what']} ({ref['blas']}) = {ref['gflops']:.1f} GFLOP/s"
         + (f" (best of {len(ref['samples'])} repeats)" if len(ref.get("samples", [])) > 1 else ""),
@@ -112,6 +145,16 @@ def notes(bench: dict[str, Any]) -> list[str]:
     ]
     if len({r["devices"] for r in bench["rows"]}) > 1:
         lines.append(devices_note(bench))
+    if any(r.get("precision", "float32") != "float32" for r in bench["rows"]):
+        lines.append(
+            "precision bfloat16: mixed precision, bfloat16 compute and float32 weights (PyTorch autocast, Keras"
+            " mixed_bfloat16 with a float32 output layer, Flax dtype=bfloat16; docs/mixed-precision.md)"
+        )
+    if any(r.get("compile", "off") != "off" for r in bench["rows"]):
+        lines.append(
+            "compile off: the step training runs (PyTorch eager, TensorFlow tf.function, JAX jit); on: torch.compile"
+            " (default mode), tf.function(jit_compile=True), JAX jit (the same program: off = on)"
+        )
     return lines
 
 
@@ -140,15 +183,17 @@ PROFILE_TITLE = (
 def profile_rows(bench: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
     lines = []
     for r in bench["rows"]:
-        head = [r["framework"], settings_label(r), loop_label(r), str(r["batch_size"])]
+        head = [r["framework"], settings_label(r), f"{r.get('precision', 'float32')}, compile {compile_label(r)}"]
+        head += [loop_label(r), str(r["batch_size"])]
         for op in r.get("profile") or []:
             lines.append([*head, op["op"][:90], f"{op['ms_per_step']:.2f}", f"{100 * op['share']:.0f}%"])
-    return ("framework", "settings", "loop", "batch", "op", "ms/step", "share"), lines
+    return ("framework", "settings", "precision", "loop", "batch", "op", "ms/step", "share"), lines
 
 
 def table(bench: dict[str, Any]) -> str:
     """The terminal report compare.py prints after a benchmark."""
-    parts = [headline(bench), "", text(*table_rows(bench)), "", *notes(bench)]
+    busy = busy_line(bench)
+    parts = [*([busy] if busy else []), headline(bench), "", text(*table_rows(bench)), "", *notes(bench)]
     goal_columns, goal_rows = goals(bench)
     if goal_rows:
         parts += ["", "Goals (training settings, this project's loop)", text(goal_columns, goal_rows)]
@@ -160,7 +205,9 @@ def table(bench: dict[str, Any]) -> str:
 
 def markdown_report(bench: dict[str, Any]) -> str:
     """The same as Markdown, for report.md, README and docs/performance.md."""
-    parts = [headline(bench), markdown(*table_rows(bench)), "\n".join(f"- {line}" for line in notes(bench))]
+    busy = busy_line(bench)
+    parts = [*([f"**{busy}**"] if busy else []), headline(bench), markdown(*table_rows(bench))]
+    parts.append("\n".join(f"- {line}" for line in notes(bench)))
     goal_columns, goal_rows = goals(bench)
     if goal_rows:
         parts += ["Goals (training settings, this project's loop):", markdown(goal_columns, goal_rows)]

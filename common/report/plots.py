@@ -328,11 +328,15 @@ def render_bench(bench: dict[str, Any]) -> bytes:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(10.5, 5.8), layout="constrained")
-    lines: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    lines: dict[tuple[str, str, str, int, str, str], list[dict[str, Any]]] = {}
     for r in bench["rows"]:
-        lines.setdefault((r["framework"], " = ".join(r["stands_for"]), r["loop"], r.get("devices", 1)), []).append(r)
+        key = (r["framework"], " = ".join(r["stands_for"]), r["loop"], r.get("devices", 1))
+        key += (r.get("precision", "float32"), " = ".join(r.get("compile_stands_for") or ["off"]))
+        lines.setdefault(key, []).append(r)
     shifts = np.linspace(-1, 1, len(lines)) * 0.06 if len(lines) > 1 else [0.0]
-    for shift, ((framework, names, loop, devices), rows) in zip(shifts, lines.items(), strict=True):
+    for shift, ((framework, names, loop, devices, precision, compiled), rows) in zip(
+        shifts, lines.items(), strict=True
+    ):
         rows = sorted(rows, key=lambda r: r["batch_size"])
         x = np.array([r["batch_size"] for r in rows], dtype=float) * 10**shift
         y = np.array([r["images_per_second"] for r in rows])
@@ -340,20 +344,32 @@ def render_bench(bench: dict[str, Any]) -> bytes:
         high = np.array([r["images_per_second_high"] for r in rows]) - y
         s = style(framework)
         textbook, defaults = loop == "textbook", names == "defaults"
+        mixed, compiled_only = precision != "float32", compiled == "on"  # thick: bfloat16; dash-dot-dot: compiled
         ax.errorbar(
             x,
             y,
             yerr=[low, high],
             color=s["color"],
             alpha=0.45 if defaults else 1.0,
-            linestyle=":" if textbook else "--" if defaults else "-." if devices > 1 else "-",
-            linewidth=1.3 if textbook else s["width"],
+            linestyle=":"
+            if textbook
+            else "--"
+            if defaults
+            else "-."
+            if devices > 1
+            else (0, (6, 2, 1, 2, 1, 2))
+            if compiled_only
+            else "-",
+            linewidth=1.3 if textbook else s["width"] * (2 if mixed else 1),
             marker=s["marker"],
             markersize=s["size"] + 1,
             markerfacecolor="white" if textbook else s["color"],
             markeredgewidth=1.6,
             capsize=4,
-            label=f"{framework}, {names} settings, {loop_label(rows[0])}" + (f", {devices} devices" * (devices > 1)),
+            label=f"{framework}, {names} settings, {loop_label(rows[0])}"
+            + (f", {devices} devices" * (devices > 1))
+            + (f", {precision}" * mixed)
+            + (f", compile {compiled}" * (compiled != "off")),
         )
     goal_line(ax, bench)
     ax.set_xscale("log")

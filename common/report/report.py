@@ -99,6 +99,8 @@ def config_fields(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         return [*data, *checkpoint, ("dtype", m["dtype"]), *where]
     training = [("batch size", m["batch_size"]), ("lr", m["lr"]), ("optimizer", optimizer(m))]
     numerics = [("dtype", m["dtype"]), ("init", m["init"])]
+    if m.get("precision", "float32") != "float32" and mode(doc) != "benchmark":
+        numerics.insert(1, ("precision", f"{m['precision']} mixed (float32 weights)"))
     if mode(doc) == "benchmark":
         b = cfg.get("bench", {})
         timing = [("warmup steps", b.get("warmup_steps")), ("timed", windows(b))]
@@ -111,7 +113,13 @@ def config_fields(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     return [*data, *training_run, *where, *parallel_fields(cfg)]
 
 
-BENCH_AXES = (("batch sizes", "batch_sizes"), ("settings", "settings"), ("loops", "loops"))
+BENCH_AXES = (
+    ("batch sizes", "batch_sizes"),
+    ("settings", "settings"),
+    ("precisions", "precisions"),
+    ("compile", "compiles"),
+    ("loops", "loops"),
+)
 
 
 def parallel_fields(cfg: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -11,7 +11,7 @@ import math
 from typing import NoReturn
 
 from common import environment, settings
-from common.config import FRAMEWORKS, TASKS, BenchConfig, MnistConfig, RunConfig
+from common.config import BY_NAME, COMPILES, FRAMEWORKS, PRECISIONS, TASKS, BenchConfig, MnistConfig, RunConfig
 from common.datasets import NAMES as DATASETS
 from common.errors import UserError
 from common.run import cluster
@@ -80,6 +80,18 @@ def make_parser() -> Parser:
         metavar="NAME",
         help="each framework's 'defaults' or its 'fastest' measured settings (training default: fastest;"
         " --benchmark: a list, default defaults,fastest)",
+    )
+    p.add_argument(
+        "--precision",
+        metavar="NAME",
+        help="mnist: float32 (default) or bfloat16 mixed precision (bfloat16 compute, float32 weights);"
+        " --benchmark: a list, e.g. float32,bfloat16",
+    )
+    p.add_argument(
+        "--compile",
+        metavar="LIST",
+        help="--benchmark: off (the training step), on (torch.compile, TensorFlow jit_compile=True, JAX jit),"
+        " or off,on",
     )
     p.add_argument("--textbook", action="store_true", help="--benchmark: also time each framework's textbook loop")
     p.add_argument("--profile", action="store_true", help="--benchmark: where the step's time goes (each profiler)")
@@ -211,9 +223,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError("--benchmark times training and --eval-params scores a checkpoint: choose one")
     check_parallel(args)
     check_benchmark_arguments(args)
+    check_precision_arguments(args)
 
 
-BENCHMARK_ONLY = ("textbook", "profile", "repeat", "windows", "window_steps")
+BENCHMARK_ONLY = ("textbook", "profile", "repeat", "windows", "window_steps", "compile")
 
 
 def check_benchmark_arguments(args: argparse.Namespace) -> None:
@@ -221,7 +234,11 @@ def check_benchmark_arguments(args: argparse.Namespace) -> None:
     for name in BENCHMARK_ONLY:
         if getattr(args, name) not in (None, False) and not args.benchmark:
             raise UserError(f"--{name.replace('_', '-')} applies to --benchmark only")
-    for flag, values in (("--batch-size", batch_sizes(args)), ("--settings", settings_names(args))):
+    for flag, values in (
+        ("--batch-size", batch_sizes(args)),
+        ("--settings", settings_names(args)),
+        ("--precision", precisions(args)),
+    ):
         if len(values) > 1 and not args.benchmark:
             given = ",".join(map(str, values))
             raise UserError(f"{flag} takes one value without --benchmark (lists are for --benchmark), got {given}")
@@ -249,3 +266,59 @@ def settings_names(args: argparse.Namespace) -> tuple[str, ...]:
         return settings.parse(args.settings)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+# --- Mixed precision (--precision) and compiled steps (--compile): docs/mixed-precision.md ---
+
+
+def names_from(flag: str, text: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """'float32,bfloat16' -> ('float32', 'bfloat16'); one line naming anything unknown."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in choices]
+    if unknown or not names:
+        raise UserError(f"{flag}: unknown {','.join(unknown) or repr(text)}; choose from {', '.join(choices)}")
+    return names
+
+
+def precisions(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.precision is None:
+        return (MnistConfig().precision,)
+    return names_from("--precision", args.precision, PRECISIONS)
+
+
+def compiles(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.compile is None:
+        return BenchConfig().compiles
+    return names_from("--compile", args.compile, COMPILES)
+
+
+def check_precision_arguments(args: argparse.Namespace) -> None:
+    """Mixed precision computes below float32 weights: it needs the MNIST task, float32 weights and one device."""
+    compiles(args)
+    mixed = [p for p in precisions(args) if p != "float32"]
+    if not mixed:
+        return
+    if args.task != "mnist":
+        raise UserError("--precision applies to --task mnist; the plane fit runs in float64")
+    if args.dtype == "float64":
+        raise UserError(f"--precision {mixed[0]} keeps float32 weights; leave out --dtype float64")
+    if max(device_counts(args)) > 1:
+        raise UserError(f"--precision {mixed[0]} is built for one device; leave out --devices")
+
+
+def check_precision_runs(cfg: RunConfig) -> None:
+    """float16 only on a GPU, and only a precision every requested framework builds (preflight: it sees the GPU)."""
+    wanted = cfg.bench.precisions if cfg.benchmark else (cfg.mnist.precision,)
+    gpu = cfg.device != "cpu" and environment.gpu_visible()
+    if "float16" in wanted and not gpu:
+        raise UserError(
+            "--precision float16 runs on a GPU only (its loss scaling and fast kernels are GPU features);"
+            " on a CPU use --precision bfloat16"
+        )
+    for precision in wanted:
+        lacking = [f for f in cfg.frameworks if precision not in BY_NAME[f].precisions]
+        if lacking:
+            raise UserError(
+                f"--precision {precision} is not built for {', '.join(lacking)} (docs/mixed-precision.md);"
+                f" choose from {', '.join(BY_NAME[lacking[0]].precisions)}"
+            )

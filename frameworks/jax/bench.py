@@ -32,10 +32,12 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     optimizer = mnist.make_optimizer(m, model)
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
     batches = timing.batches(len(data.train_labels), m.batch_size, cfg.seed)
+    # --compile on or off: JAX's step is always compiled whole by XLA (jax.jit), so one worker stands for both
+    step = mnist.train_step
 
     def run_steps(n: int) -> float:
         for _ in range(n):
-            loss = mnist.train_step(model, optimizer, x, y, jnp.asarray(next(batches)))
+            loss = step(model, optimizer, x, y, jnp.asarray(next(batches)))
         return float(loss)  # host read: waits for every step dispatched before it
 
     result = timing.time_steps(run_steps, cfg.bench, m.batch_size)

@@ -21,11 +21,13 @@ LAYERS = ("conv1", "conv2", "fc")
 class Net(nnx.Module):
     """conv 1->24 5x5, ReLU, pool 2 -> conv 24->32 5x5, ReLU, pool 2 -> dense 1568->10."""
 
-    def __init__(self, dtype: str, rngs: nnx.Rngs) -> None:
+    def __init__(self, dtype: str, rngs: nnx.Rngs, precision: str = "float32") -> None:
+        # --precision bfloat16: Flax's per-module dtype (computation) and param_dtype (weights)
+        compute = "bfloat16" if precision == "bfloat16" else dtype
         # Flax's Conv defaults to padding="SAME", which pads 2 on each side for 5x5.
-        self.conv1 = nnx.Conv(1, 24, kernel_size=(5, 5), padding="SAME", dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.conv2 = nnx.Conv(24, 32, kernel_size=(5, 5), padding="SAME", dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.fc = nnx.Linear(32 * 7 * 7, 10, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.conv1 = nnx.Conv(1, 24, kernel_size=(5, 5), padding="SAME", dtype=compute, param_dtype=dtype, rngs=rngs)
+        self.conv2 = nnx.Conv(24, 32, kernel_size=(5, 5), padding="SAME", dtype=compute, param_dtype=dtype, rngs=rngs)
+        self.fc = nnx.Linear(32 * 7 * 7, 10, dtype=compute, param_dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.layer_outputs(x)["fc"]
@@ -57,10 +59,10 @@ def max_pool(x: jax.Array) -> jax.Array:
 def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str, seed: int = 0) -> Net:
     """A Net in cfg.dtype, from canonical weights or Flax's own initialisers (drawn from `seed`)."""
     if params is None:
-        return Net(cfg.dtype, nnx.Rngs(seed))  # Flax has no global seed: the key is passed in
+        return Net(cfg.dtype, nnx.Rngs(seed), cfg.precision)  # Flax has no global seed: the key is passed in
     # Shapes only, then the given weights (Flax's checkpoint-restore pattern): running the
     # initialisers op by op only to overwrite them took 3.2 s on 2 CPU cores (now 0.1 s).
-    model = nnx.eval_shape(lambda: Net(cfg.dtype, nnx.Rngs(0)))
+    model = nnx.eval_shape(lambda: Net(cfg.dtype, nnx.Rngs(0), cfg.precision))
     load_params(model, params)
     return model
 
@@ -93,7 +95,9 @@ def make_optimizer(cfg: MnistConfig, model: Net) -> nnx.Optimizer:
 
 def loss_fn(model: Net, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mean cross-entropy of the logits; Optax returns one loss per example."""
-    logits = model(x)
+    # Flax casts nothing outside its modules: the loss in the weights' dtype (float32 under --precision
+    # bfloat16), as PyTorch's autocast and Keras's float32 output layer compute it
+    logits = model(x).astype(model.fc.param_dtype)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
 
@@ -117,7 +121,7 @@ def to_device(images: np.ndarray, labels: np.ndarray, device: str) -> tuple[jax.
 
 @nnx.jit  # one compiled program per batch shape
 def forward(model: Net, x: jax.Array) -> jax.Array:
-    return model(x)
+    return model(x).astype(model.fc.param_dtype)  # NumPy has no bfloat16: the logits in the weights' dtype
 
 
 def predict(model: Net, x: jax.Array, batch_size: int) -> np.ndarray:
@@ -133,7 +137,9 @@ def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> di
     numpy_grads = {
         name: (np.asarray(grads[name]["kernel"].value), np.asarray(grads[name]["bias"].value)) for name in LAYERS
     }
-    layers = activations_from_nhwc(jax.device_get(nnx.jit(Net.layer_outputs)(model, x)))
+    outputs = jax.device_get(nnx.jit(Net.layer_outputs)(model, x))
+    dtype = model.fc.param_dtype  # mixed precision's bfloat16 outputs are read in the weights' dtype
+    layers = activations_from_nhwc({name: np.asarray(v, dtype=dtype) for name, v in outputs.items()})
     return {
         "logits": np.asarray(logits),
         "loss": np.asarray(loss),

@@ -18,8 +18,10 @@ from frameworks.pytorch.runtime import torch_device
 class Net(nn.Module):
     """conv 1->24 5x5, ReLU, pool 2 -> conv 24->32 5x5, ReLU, pool 2 -> dense 1568->10."""
 
-    def __init__(self) -> None:
+    def __init__(self, precision: str = "float32") -> None:
         super().__init__()
+        # PyTorch: mixed precision is not part of the layers but a context around the forward pass (loss_fn)
+        self.precision = precision
         self.conv1 = nn.Conv2d(1, 24, kernel_size=5, padding=2)
         self.conv2 = nn.Conv2d(24, 32, kernel_size=5, padding=2)
         self.fc = nn.Linear(32 * 7 * 7, 10)
@@ -43,7 +45,7 @@ class Net(nn.Module):
 def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str, seed: int = 0) -> Net:
     """A Net in cfg.dtype on `device`, from canonical weights or PyTorch's own initialisers (drawn from `seed`)."""
     torch.manual_seed(seed)  # nn.Module initialisers draw from the global generator
-    model = Net().to(device=torch_device(device), dtype=getattr(torch, cfg.dtype))
+    model = Net(cfg.precision).to(device=torch_device(device), dtype=getattr(torch, cfg.dtype))
     # channels_last (NHWC in memory, NCHW in shape) lets oneDNN run the convolutions without
     # reordering: 35 vs 45 ms per step at batch 100 on 2 CPU cores (median of 15 interleaved windows).
     model = model.to(memory_format=torch.channels_last)
@@ -70,8 +72,15 @@ def make_optimizer(cfg: MnistConfig, model: Net) -> torch.optim.Optimizer:
 
 def loss_fn(model: Net, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy of the logits; PyTorch losses take (prediction, target)."""
-    logits = model(x)
-    return F.cross_entropy(logits, y), logits
+    with autocast(model, x):
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+
+
+def autocast(model: Net, x: torch.Tensor) -> torch.autocast:
+    """--precision bfloat16: autocast runs each op in its list's dtype (convolutions and linear in bfloat16,
+    cross_entropy in float32); the weights, gradients and optimizer state stay float32."""
+    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=model.precision == "bfloat16")
 
 
 def train_step(
@@ -99,7 +108,9 @@ def to_device(images: np.ndarray, labels: np.ndarray, device: str) -> tuple[torc
 @torch.no_grad()  # evaluation builds no autograd graph
 def predict(model: Net, x: torch.Tensor, batch_size: int) -> np.ndarray:
     """Logits for every row of x (the last batch may be smaller: nothing is dropped)."""
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).cpu().numpy()
+    with autocast(model, x):
+        logits = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    return logits.to(model.fc.weight.dtype).cpu().numpy()  # autocast's logits are bfloat16: NumPy has no such type
 
 
 def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> dict[str, np.ndarray]:
@@ -108,13 +119,14 @@ def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> di
     loss, logits = loss_fn(model, x, y)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     names = [name for name, _ in model.named_parameters()]
-    with torch.no_grad():
+    with torch.no_grad(), autocast(model, x):
         layers = model.layer_outputs(x)  # NCHW: already the canonical layout
+    dtype = model.fc.weight.dtype  # NumPy has no bfloat16: mixed precision's outputs are read in the weights' dtype
     return {
-        "logits": logits.detach().cpu().numpy(),
+        "logits": logits.detach().to(dtype).cpu().numpy(),
         "loss": loss.detach().cpu().numpy(),
         **{f"grad/{n}": g.cpu().numpy() for n, g in zip(names, grads, strict=True)},
-        **{f"layer/{n}": v.cpu().numpy() for n, v in layers.items()},
+        **{f"layer/{n}": v.to(dtype).cpu().numpy() for n, v in layers.items()},
     }
 
 

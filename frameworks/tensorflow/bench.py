@@ -32,10 +32,12 @@ def benchmark(cfg: RunConfig, init: dict, data: Mnist, device: str) -> dict[str,
     optimizer = mnist.make_optimizer(m, model)
     x, y = mnist.to_device(data.train_images, data.train_labels, device)
     batches = timing.batches(len(data.train_labels), m.batch_size, cfg.seed)
+    # --compile on: the same step compiled whole by XLA (jit_compile=True) instead of TensorFlow's graph executor
+    step = tf.function(mnist.train_step.python_function, jit_compile=True) if m.compiled else mnist.train_step
 
     def run_steps(n: int) -> float:
         for _ in range(n):
-            loss = mnist.train_step(model, optimizer, x, y, tf.constant(next(batches)))
+            loss = step(model, optimizer, x, y, tf.constant(next(batches)))
         return float(loss.numpy())  # host read: waits for the steps before it
 
     result = timing.time_steps(run_steps, cfg.bench, m.batch_size)

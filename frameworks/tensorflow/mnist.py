@@ -19,14 +19,17 @@ ONLY_FIRST_REPLICA = tf.VariableAggregation.ONLY_FIRST_REPLICA
 class Net(tf.keras.Model):
     """conv 1->24 5x5, ReLU, pool 2 -> conv 24->32 5x5, ReLU, pool 2 -> dense 1568->10."""
 
-    def __init__(self, dtype: str) -> None:
+    def __init__(self, dtype: str, precision: str = "float32") -> None:
         super().__init__(dtype=dtype)
+        # --precision bfloat16: Keras's mixed_bfloat16 policy, per layer (bfloat16 compute, float32 variables)
+        policy = "mixed_bfloat16" if precision == "bfloat16" else dtype
         # Keras's Conv2D defaults to padding="valid": "same" pads 2 on each side for 5x5.
-        self.conv1 = tf.keras.layers.Conv2D(24, 5, padding="same", dtype=dtype)
-        self.pool1 = tf.keras.layers.MaxPooling2D(2, dtype=dtype)
-        self.conv2 = tf.keras.layers.Conv2D(32, 5, padding="same", dtype=dtype)
-        self.pool2 = tf.keras.layers.MaxPooling2D(2, dtype=dtype)
-        self.flatten = tf.keras.layers.Flatten(dtype=dtype)  # NHWC flattens as H, W, C
+        self.conv1 = tf.keras.layers.Conv2D(24, 5, padding="same", dtype=policy)
+        self.pool1 = tf.keras.layers.MaxPooling2D(2, dtype=policy)
+        self.conv2 = tf.keras.layers.Conv2D(32, 5, padding="same", dtype=policy)
+        self.pool2 = tf.keras.layers.MaxPooling2D(2, dtype=policy)
+        self.flatten = tf.keras.layers.Flatten(dtype=policy)  # NHWC flattens as H, W, C
+        # Keras: the output layer in the weights' dtype, as its mixed-precision guide says, so the loss is float32
         self.fc = tf.keras.layers.Dense(10, dtype=dtype)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
@@ -50,7 +53,7 @@ class Net(tf.keras.Model):
 def create_model(cfg: MnistConfig, params: dict[str, np.ndarray] | None, device: str, seed: int = 0) -> Net:
     """A Net in cfg.dtype, from canonical weights or Keras's own initialisers (drawn from `seed`)."""
     tf.keras.utils.set_random_seed(seed)  # Keras initialisers draw from the global seed
-    model = Net(cfg.dtype)
+    model = Net(cfg.dtype, cfg.precision)
     model(np.zeros((1, 28, 28, 1), dtype=cfg.dtype))  # Keras creates weights on the first call
     if params is not None:
         load_params(model, params)
@@ -150,7 +153,9 @@ def probe(model: Net, images: np.ndarray, labels: np.ndarray, device: str) -> di
         loss, logits = loss_fn(model, x, y)
     grads = tape.gradient(loss, layers)  # same nested structure as `layers`
     numpy_grads = {name: (k.numpy(), b.numpy()) for name, (k, b) in grads.items()}
-    layers = activations_from_nhwc({name: v.numpy() for name, v in model.layer_outputs(x).items()})
+    dtype = model.fc.kernel.dtype  # mixed precision's bfloat16 outputs are read in the weights' dtype
+    outputs = model.layer_outputs(x)
+    layers = activations_from_nhwc({name: tf.cast(v, dtype).numpy() for name, v in outputs.items()})
     return {
         "logits": logits.numpy(),
         "loss": loss.numpy(),
