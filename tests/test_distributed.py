@@ -538,6 +538,8 @@ def bench_row(framework: str, devices: int, images: float, device: str = "cpu") 
     return {
         "framework": framework,
         "settings": "fastest",
+        "precision": "float32",
+        "compile": "off",
         "loop": "project",
         "batch_size": 100,
         "devices": devices,
