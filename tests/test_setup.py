@@ -136,6 +136,7 @@ def test_a_run_starts_with_the_short_line_and_records_it(tmp_path: Path) -> None
     assert re.fullmatch(r"       jax: \S+ on cpu, XLA:CPU, .+", proc.stderr.splitlines()[0])
     assert run["setup"]["devices"] == ["cpu"] and run["setup"]["kernels"].startswith("XLA:CPU, ")
     assert doc["environment"]["frameworks"]["jax"]["setup"] == run["setup"]
+    assert "\n- jax sees: cpu\n" in (tmp_path / "report.md").read_text()
     results.validate(doc)
 
 
