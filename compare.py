@@ -7,6 +7,7 @@
     python compare.py --task mnist --seeds 0-4  # once per seed: means, intervals, equivalence
     python compare.py --benchmark --textbook --batch-size 32,100,1000 --repeat 3  # against the tutorials' loops
     python compare.py --report runs/mnist-...   # re-render report.md and curves.png
+    python compare.py --check-setup             # each framework's version, devices and kernels, no training
 
 Top to bottom: the arguments (parsed and checked in common/run/arguments.py) -> one frozen
 config -> one worker process per framework (common/run/, common/bench/ for --benchmark,
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -95,6 +98,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = args.dataset if args.task == "mnist" else args.task
     out = args.out or f"runs/{name}-{'bench-' if args.benchmark else ''}{stamp}"
+    if args.check_setup:  # the workers' job, results and logs: kept only where a framework failed
+        out = args.out or str(Path(tempfile.gettempdir()) / f"triptych-check-{stamp}-{os.getpid()}")
     seed_list = seeds.parse(args.seeds) if args.seeds is not None else (args.seed,)
     cfg = RunConfig(
         task=args.task,
@@ -115,6 +120,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         timeout=args.timeout,
         quiet=args.quiet,
         benchmark=args.benchmark,
+        setup_only=args.check_setup,
         settings=settings_names(args)[0],
         plane=plane,
         mnist=mnist,
@@ -256,6 +262,19 @@ def exit_code(doc: dict[str, Any]) -> int:
     return 0 if every_ran and not a_check_failed and not disagree else 1
 
 
+def check_setup(cfg: RunConfig, temporary: bool) -> int:
+    """--check-setup: each framework says what it sees and would use, in its own worker; 0 when all of them could.
+
+    A `temporary` output directory (no --out) is removed unless a framework failed: its line names its log there.
+    """
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    runs = launch.check_all(cfg)
+    ok = all(r["status"] == "ok" for r in runs)
+    if ok and temporary:
+        shutil.rmtree(cfg.out_dir, ignore_errors=True)
+    return 0 if ok else 1
+
+
 def rerender(directory: Path) -> int:
     """--report DIR: report.md and curves.png again from results.json, without training."""
     doc = results.load(directory)
@@ -275,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             return rerender(Path(args.report))
         cfg = build_config(args)
+        if cfg.setup_only:
+            return check_setup(cfg, temporary=args.out is None)
         cfg = preflight(cfg)
         prepare_output(cfg.out_dir, args.overwrite)
         return run(cfg)

@@ -171,6 +171,8 @@ class RunConfig:
     benchmark: bool = False
     # common.verdict.sweep: each seed's float64 stages and float32 first-step probes, without training.
     checks_only: bool = False
+    # compare.py --check-setup: each framework's version, devices and kernels, without data or training.
+    setup_only: bool = False
     settings: str = TRAINING  # "defaults" or "fastest" (common.settings): set before the framework starts
     plane: PlaneConfig = field(default_factory=PlaneConfig)
     mnist: MnistConfig = field(default_factory=MnistConfig)

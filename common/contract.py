@@ -88,6 +88,19 @@ RUNTIME = Module(
         ),
         one("setup", "kernels", "13b"),
         one("setup", "versions"),
+        one("setup", "devices"),
+        one("setup", "why_no_gpu"),
+        Row(
+            "setup",
+            (
+                Fn(
+                    "cuda_plugins",
+                    ("jax",),
+                    "JAX's CUDA support is a plugin package of its own; PyTorch and TensorFlow name their build"
+                    " themselves (torch.version.cuda, tf.sysconfig.get_build_info)",
+                ),
+            ),
+        ),
     ),
 )
 

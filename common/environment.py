@@ -61,6 +61,15 @@ def vector_extensions(flags: set[str] | None = None) -> list[str]:
     return [f.upper() for f in VECTOR_FLAGS if f in flags]
 
 
+def widest_vectors(flags: set[str] | None = None) -> str:
+    """The widest vector or matrix unit the kernels can use here: AMX, AVX-512, AVX2, AVX, SVE, NEON or ''."""
+    flags = cpu_flags() if flags is None else flags
+    for flag, name in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sve", "SVE")):
+        if flag in flags:
+            return name
+    return "NEON" if flags & {"neon", "asimd"} else ""
+
+
 def gpu_info() -> list[dict[str, str]]:
     """NVIDIA GPUs as nvidia-smi lists them (name, driver); empty when there is none."""
     smi = shutil.which("nvidia-smi")

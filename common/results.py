@@ -1,8 +1,10 @@
 """The result schema shared by every framework, and results.json's reading and writing.
 
 results.json = {schema, task, config, environment, optimum (plane), runs, parity}; each run =
-{framework, version, build, device, status (ok | failed | skipped | interrupted), error,
-wall_seconds, peak_rss_mb} plus the task's numbers. A --seeds run (common.verdict.seeds) adds `seed` to
+{framework, version, build, device, setup, status (ok | failed | skipped | interrupted), error,
+wall_seconds, peak_rss_mb} plus the task's numbers; setup = {devices (every device the framework saw), kernels,
+vectors (on a CPU), no_gpu: {reason, fix} where it ran on the CPU of a machine with an NVIDIA GPU}, as the run's
+first lines and `compare.py --check-setup` print it. A --seeds run (common.verdict.seeds) adds `seed` to
 every run, `seeds` (each seed's directory and verdict) and `statistics`.
 """
 
@@ -48,6 +50,9 @@ def build(
     env["frameworks"] = {
         r["framework"]: {"version": r.get("version"), "build": r.get("build")} for r in runs if r.get("version")
     }
+    for r in runs:  # what each framework saw and used (a run's first lines)
+        if r.get("setup") and r["framework"] in env["frameworks"]:
+            env["frameworks"][r["framework"]]["setup"] = r["setup"]
     for r in runs:  # the kernel library each framework reported, per settings (a benchmark runs both)
         if r.get("kernels") and r["framework"] in env["frameworks"]:
             env["frameworks"][r["framework"]].setdefault("kernels", {})[r["kernels"]["settings"]] = r["kernels"]
@@ -139,6 +144,7 @@ def kind_name(kind: type | tuple[type, ...]) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "true or false", int: "an integer"}
     none = type(None)
     names |= {
+        (str, none): "a string or null",
         (int, float, none): "a number or null",
         (list, none): "a list or null",
         (int, none): "an integer or null",
@@ -176,6 +182,8 @@ def validate_checks(verdict: Any, where: str) -> None:
 
 def validate_run(run: Any, kind: str, where: str) -> None:
     field(run, "framework", str, where)
+    if "setup" in run:  # results written before it was recorded have none
+        validate_setup(run["setup"], f"{where}.setup")
     if field(run, "status", str, where) not in STATUSES:
         raise Malformed(f"{where}.status {run['status']!r} is not one of {', '.join(STATUSES)}")
     if run["status"] != "ok":
@@ -186,6 +194,17 @@ def validate_run(run: Any, kind: str, where: str) -> None:
         series = field(run, key, list, where)
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in series):
             raise Malformed(f"{where}.{key} holds something other than numbers")
+
+
+def validate_setup(setup: Any, where: str) -> None:
+    """What the setup line reads: the devices a framework saw, its kernels, and why it saw no GPU where it did not."""
+    devices = field(setup, "devices", list, where)
+    if not all(isinstance(d, str) for d in devices):
+        raise Malformed(f"{where}.devices holds something other than device names")
+    field(setup, "kernels", str, where)
+    if setup.get("no_gpu") is not None:
+        field(setup["no_gpu"], "reason", str, f"{where}.no_gpu")
+        field(setup["no_gpu"], "fix", (str, type(None)), f"{where}.no_gpu")
 
 
 # --seeds documents: what common.report.seedreport and common.report.seedplots read, beyond a single run's fields.

@@ -132,6 +132,28 @@ def summary_line(run: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def setup_line(run: dict[str, Any], short: bool = False) -> str:
+    """One line per framework from its worker's `setup` (compare.py --check-setup; `short` at the start of a run).
+
+    Its version and build, the devices it sees, the one it runs on and the convolutions' kernels; where it runs on
+    the CPU of a machine with an NVIDIA GPU, why, and the command that fixes it.
+    """
+    head = f"{run['framework']:>10}: "
+    found = run.get("setup")
+    if found is None:
+        return f"{head}{run['status']}, {run.get('error', '')}"
+    kernels = found["kernels"] + (f" (CPU with {found['vectors']})" if found.get("vectors") else "")
+    if short:
+        text = f"{head}{run['version']} on {run['device']}, {kernels}"
+    else:
+        seen = ", ".join(found["devices"])
+        text = f"{head}{run['version']} ({run['build']}); sees {seen}; runs on {run['device']}; kernels {kernels}"
+    missing = found.get("no_gpu")
+    if missing:
+        text += f"; no GPU: {missing['reason']}" + (f"; fix: {missing['fix']}" if missing.get("fix") else "")
+    return text
+
+
 # --- The float64 stages (common.stages): a row per stage, a column per pair of frameworks ---
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from common import settings, stages
+from common import environment, settings, stages
 from common.config import RunConfig
 from common.data import (
     PIXELS,
@@ -40,6 +40,7 @@ from common.io import atomic_save_npz, atomic_write_json
 from common.metrics import accuracy, cross_entropy, plane_loss
 from common.parallel import Engine, prefixed, process_rank
 from common.recorder import NonFiniteLoss, Recorder
+from common.table import setup_line
 from common.weights import load_canonical, mnist_init, save_canonical
 
 
@@ -297,10 +298,15 @@ def run(framework: str, cfg: RunConfig) -> dict[str, Any]:
         finally:
             entry.update(runtime.versions())
         entry["threads"] = runtime.threads()
-        task = run_plane if cfg.task == "plane" else run_mnist
-        entry.update(task(cfg, fw, entry["device"]))
-        if cfg.task == "mnist":  # the convolutions' kernel library and threads, as the framework reports them
-            entry["kernels"] = {**runtime.kernels(), "settings": cfg.settings, "env": settings_env(framework, cfg)}
+        kernels = runtime.kernels(entry["device"])  # the convolutions' kernel library and threads, as it reports them
+        entry["setup"] = setup(runtime, cfg, entry["device"], kernels["library"])
+        if not cfg.setup_only:  # compare.py --check-setup stops here; a run says the same in short, then works
+            if not cfg.quiet and process_rank() == 0:
+                print(setup_line(entry, short=True), file=sys.stderr, flush=True)
+            task = run_plane if cfg.task == "plane" else run_mnist
+            entry.update(task(cfg, fw, entry["device"]))
+            if cfg.task == "mnist":
+                entry["kernels"] = {**kernels, "settings": cfg.settings, "env": settings_env(framework, cfg)}
         entry["status"] = "ok"
     except (UserError, NonFiniteLoss) as exc:
         entry["error"] = str(exc)
@@ -312,6 +318,22 @@ def run(framework: str, cfg: RunConfig) -> dict[str, Any]:
     entry["wall_seconds"] = time.perf_counter() - start
     entry["peak_rss_mb"] = peak_rss_mb()
     return entry
+
+
+# Where a CPU-only build runs on a machine with an NVIDIA GPU: the command that installs the CUDA builds.
+CUDA_BUILDS = "make run GPU=1"
+
+
+def setup(runtime: ModuleType, cfg: RunConfig, device: str, kernels: str) -> dict[str, Any]:
+    """What the framework sees and uses: every device, the convolutions' kernels (with the CPU's widest vectors)
+    and, where it runs on the CPU of a machine that shows an NVIDIA GPU, why, and the fix for a CPU-only build."""
+    found: dict[str, Any] = {"devices": runtime.devices(), "kernels": kernels}
+    if device == "cpu":
+        found["vectors"] = environment.widest_vectors()
+        if cfg.device != "cpu" and environment.gpu_visible():
+            why = runtime.why_no_gpu()  # each says "CPU-only" where the build is the cause
+            found["no_gpu"] = {"reason": why, "fix": CUDA_BUILDS if "CPU-only" in why else None}
+    return found
 
 
 def settings_env(framework: str, cfg: RunConfig) -> dict[str, str]:

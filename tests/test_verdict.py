@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,16 @@ def test_device_gpu_where_a_framework_sees_none_is_one_line(tmp_path: Path, capf
     runs = {r["framework"]: r for r in launch.run_all(cfg)}
     if any(r["status"] == "ok" for r in runs.values()):
         pytest.skip("a framework sees a GPU here")
-    assert runs["pytorch"]["error"] == "--device gpu: PyTorch sees no CUDA device (a CPU-only build; see README, GPU)"
-    assert runs["tensorflow"]["error"] == "--device gpu: TensorFlow sees no GPU (a CPU-only build; see README, GPU)"
-    assert runs["jax"]["error"] == "--device gpu: JAX sees no GPU (jaxlib without CUDA? see README, GPU)"
+    torch_version = importlib.metadata.version("torch")
+    assert (
+        runs["pytorch"]["error"]
+        == f"--device gpu: PyTorch sees no GPU: {torch_version} is a CPU-only build (see README, GPU)"
+    )
+    assert runs["tensorflow"]["error"] == (
+        "--device gpu: TensorFlow sees no GPU: tensorflow-cpu is a CPU-only build (see README, GPU)"
+    )
+    assert (
+        runs["jax"]["error"]
+        == "--device gpu: JAX sees no GPU: no CUDA plugin, jaxlib alone is CPU-only (see README, GPU)"
+    )
     assert "Traceback" not in capfd.readouterr().err

@@ -99,6 +99,12 @@ def make_parser() -> Parser:
     p.add_argument("--windows", type=int, help="--benchmark: timed windows per case (default 5)")
     p.add_argument("--window-steps", type=int, help="--benchmark: steps per window (default 20)")
     p.add_argument("--report", metavar="DIR", help="re-render report.md and curves.png from DIR/results.json")
+    p.add_argument(
+        "--check-setup",
+        action="store_true",
+        help="without data or training: each framework's version, the devices it sees, the one it would run on, its"
+        " kernels, and where it sees no GPU on a machine that has one, why (one line each)",
+    )
     add_parallel_arguments(p)
     return p
 
@@ -224,6 +230,21 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_parallel(args)
     check_benchmark_arguments(args)
     check_precision_arguments(args)
+    check_setup_arguments(args)
+
+
+def check_setup_arguments(args: argparse.Namespace) -> None:
+    """--check-setup starts each framework as a single run would, and trains nothing."""
+    if not args.check_setup:
+        return
+    for flag, given in (
+        ("--benchmark", args.benchmark),
+        ("--seeds", args.seeds is not None),
+        ("--eval-params", args.eval_params is not None),
+        ("--devices", str(args.devices) != "1"),
+    ):
+        if given:
+            raise UserError(f"--check-setup trains nothing; leave out {flag}")
 
 
 BENCHMARK_ONLY = ("textbook", "profile", "repeat", "windows", "window_steps", "compile")

@@ -26,7 +26,7 @@ from common.config import BY_NAME, RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
 from common.run import cluster
-from common.table import summary_line
+from common.table import setup_line, summary_line
 
 ROOT = Path(__file__).resolve().parents[2]
 # How to install a framework's modules (common.config.REGISTRY): its pyproject extra has its name.
@@ -313,6 +313,26 @@ def run_all(cfg: RunConfig) -> list[dict[str, Any]]:
                 print(summary_line(runs[-1]), file=sys.stderr, flush=True)
         except KeyboardInterrupt:
             raise Interrupted([*runs, *stopped(cfg, cfg.frameworks[len(runs) :])]) from None
+    return runs
+
+
+def check_all(cfg: RunConfig) -> list[dict[str, Any]]:
+    """compare.py --check-setup: each framework's worker in turn, stopped once it has said what it sees and uses.
+
+    One line each on stdout as it comes (common.table.setup_line); the same worker as a run's, so a framework
+    is checked exactly as it would run: its own process, the run's environment and device settings.
+    """
+    job = cfg.out_dir / "job.json"
+    atomic_write_json(job, cfg.to_dict())
+    runs: list[dict[str, Any]] = []
+    for framework in cfg.frameworks:
+        missing = missing_modules(framework)
+        if missing:
+            error = f"{', '.join(missing)} not installed; install with: {install_hint(framework)}"
+            runs.append(not_run(framework, "skipped", error))
+        else:
+            runs.append(run_one(framework, cfg, job))
+        print(setup_line(runs[-1]), flush=True)
     return runs
 
 

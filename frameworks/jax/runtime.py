@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,11 @@ from common.config import RunConfig
 from common.environment import usable_cores
 from common.errors import UserError
 from common.parallel import process_rank
+
+# NVIDIA's GPUs (jax[cuda12], jax[cuda13]) and AMD's (the ROCm plugin). Apple's jax-metal is left out: it
+# supports only older JAX releases than the pinned one, and has no float64, which every MNIST run's stages need.
+GPU_PLATFORMS = ("gpu", "cuda", "rocm")
+CUDA_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin")
 
 
 def configure(cfg: RunConfig) -> str:
@@ -33,9 +39,9 @@ def configure(cfg: RunConfig) -> str:
         if cfg.parallel.processes:
             # The coordinator's address comes from JAX_COORDINATOR_ADDRESS (common.run.cluster).
             jax.distributed.initialize(num_processes=cfg.parallel.processes, process_id=process_rank())
-    gpus = [d for d in jax.local_devices() if d.platform == "gpu"] if cfg.device != "cpu" else []
+    gpus = [d for d in jax.local_devices() if d.platform in GPU_PLATFORMS] if cfg.device != "cpu" else []
     if cfg.device == "gpu" and not gpus:
-        raise UserError("--device gpu: JAX sees no GPU (jaxlib without CUDA? see README, GPU)")
+        raise UserError(f"--device gpu: JAX sees no GPU: {why_no_gpu()} (see README, GPU)")
     if gpus and cfg.profile == "strict":
         # JAX's default matmul/conv precision on NVIDIA GPUs may use TF32.
         jax.config.update("jax_default_matmul_precision", "highest")
@@ -57,13 +63,13 @@ def threads() -> int:
     return usable_cores()
 
 
-def kernels() -> dict[str, Any]:
-    """Which kernels XLA compiled this model's convolutions to here, its flags and its thread pool.
+def kernels(device: str) -> dict[str, Any]:
+    """Which kernels XLA compiled this model's convolutions to on `device`, its flags and its thread pool.
 
     XLA decides per operation when it compiles, so ask the compiler: compile conv2 and its two
     gradients at the model's shapes and read which fusion each convolution landed in
     (`__ynn_fusion`: YNNPACK; `__onednn_...`: oneDNN; unfused: XLA's convolution thunk, which
-    calls Eigen).
+    calls Eigen). On a GPU, XLA calls cuDNN (MIOpen on ROCm) for them.
     """
     x = jnp.zeros((8, 14, 14, 24), jnp.float32)
     w = jnp.zeros((5, 5, 24, 32), jnp.float32)
@@ -77,9 +83,12 @@ def kernels() -> dict[str, Any]:
         places = sorted(set(hlo_text.conv_fusions(hlo)))
     except Exception:  # the record is a label: never fail a run over it
         places = []
-    cpu = jax.default_backend() == "cpu"
+    if device == "cpu":
+        library = f"XLA:CPU, {hlo_text.library(places)}"
+    else:
+        library = "XLA:GPU, cuDNN" if cuda_plugins() else f"XLA:{jax.default_backend().upper()}"
     return {
-        "library": f"XLA:CPU, {hlo_text.library(places)}" if cpu else f"XLA:{jax.default_backend()}",
+        "library": library,
         "conv_fusions": places,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "threads": threads(),
@@ -92,8 +101,27 @@ def versions() -> dict[str, str]:
     import optax
 
     backend = jax.default_backend()
-    build = "CUDA" if backend == "gpu" else "CPU"
+    build = "CPU" if backend == "cpu" else "CUDA" if cuda_plugins() else backend.upper()
     return {
         "version": jax.__version__,
         "build": f"{build}, jaxlib {jaxlib.__version__}, Flax {flax.__version__}, Optax {optax.__version__}",
     }
+
+
+def devices() -> list[str]:
+    """Every device JAX sees here: its GPUs (its default backend), then the CPU."""
+    gpus = [d for d in jax.local_devices() if d.platform != "cpu"]
+    return [*(f"gpu:{d.id} ({d.device_kind})" for d in gpus), "cpu"]
+
+
+def why_no_gpu() -> str:
+    """Why JAX sees no GPU: no CUDA plugin (jaxlib alone is CPU-only), or a plugin that found none."""
+    plugins = cuda_plugins()
+    if not plugins:
+        return "no CUDA plugin, jaxlib alone is CPU-only"
+    return f"{plugins[0].replace('_', '-')} finds no GPU: its log says why"
+
+
+def cuda_plugins() -> list[str]:
+    """JAX's CUDA plugins installed here (found without importing them)."""
+    return [name for name in CUDA_PLUGINS if importlib.util.find_spec(name)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,14 +19,13 @@ def configure(cfg: RunConfig) -> str:
     if cfg.threads:  # within one op, and between independent ops: both pools default to every core
         tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
         tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
+    # NVIDIA's GPUs in the CUDA build, AMD's in tensorflow-rocm, Apple's with tensorflow-metal: each shows as a "GPU".
     gpus = tf.config.list_physical_devices("GPU")
     if cfg.device == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
         gpus = []
     if cfg.device == "gpu" and not gpus:
-        cuda = tf.sysconfig.get_build_info().get("is_cuda_build")
-        build = "a CUDA build" if cuda else "a CPU-only build; see README, GPU"
-        raise UserError(f"--device gpu: TensorFlow sees no GPU ({build})")
+        raise UserError(f"--device gpu: TensorFlow sees no GPU: {why_no_gpu()} (see README, GPU)")
     if gpus and cfg.parallel.enabled:
         gpus = gpus[: cfg.parallel.local_devices]  # MirroredStrategy takes every visible GPU it is given
         tf.config.set_visible_devices(gpus, "GPU")
@@ -66,12 +66,13 @@ def threads() -> int:
     return tf.config.threading.get_intra_op_parallelism_threads() or usable_cores()
 
 
-def kernels() -> dict[str, Any]:
+def kernels(device: str) -> dict[str, Any]:
     """Whether TensorFlow runs oneDNN kernels here, and its thread pools, as TensorFlow reports them.
 
     `IsMklEnabled` is TensorFlow's own answer (TF_ENABLE_ONEDNN_OPTS, else its default rule for
     this CPU); it is private, so guarded. A pool size of 0 means TensorFlow's default: one
-    thread per core this process may run on.
+    thread per core this process may run on. On a GPU the convolutions are cuDNN's (MIOpen's in
+    tensorflow-rocm; the Metal plugin's own on a Mac).
     """
     try:
         from tensorflow.python.util import _pywrap_util_port
@@ -79,8 +80,12 @@ def kernels() -> dict[str, Any]:
         onednn: bool | None = bool(_pywrap_util_port.IsMklEnabled())
     except (ImportError, AttributeError):
         onednn = None
+    library = {True: "oneDNN", False: "Eigen"}.get(onednn, "unknown")  # oneDNN off: Eigen's own kernels
+    if device.startswith("gpu"):
+        info = tf.sysconfig.get_build_info()
+        library = "cuDNN" if info.get("is_cuda_build") else "MIOpen" if info.get("is_rocm_build") else "GPU plugin"
     return {
-        "library": {True: "oneDNN", False: "Eigen"}.get(onednn, "unknown"),  # oneDNN off: Eigen's own kernels
+        "library": library,
         "onednn": onednn,
         "threads": threads(),
         "interop_threads": tf.config.threading.get_inter_op_parallelism_threads() or usable_cores(),
@@ -91,3 +96,24 @@ def versions() -> dict[str, str]:
     info = tf.sysconfig.get_build_info()
     build = f"CUDA {info['cuda_version']}, cuDNN {info['cudnn_version']}" if info.get("is_cuda_build") else "CPU"
     return {"version": tf.__version__, "build": f"{build}, Keras {tf.keras.__version__}"}
+
+
+def devices() -> list[str]:
+    """Every device TensorFlow sees here: its GPUs, then the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    names = [tf.config.experimental.get_device_details(gpu).get("device_name", "GPU") for gpu in gpus]
+    return [*(f"gpu:{i} ({name})" for i, name in enumerate(names)), "cpu"]
+
+
+def why_no_gpu() -> str:
+    """Why TensorFlow sees no GPU: a CPU-only build (tensorflow-cpu), or a CUDA build whose libraries did not load."""
+    info = tf.sysconfig.get_build_info()
+    if not (info.get("is_cuda_build") or info.get("is_rocm_build")):
+        try:  # pip's name for the CPU-only wheel; a CPU-only build from elsewhere is named by its version
+            importlib.metadata.version("tensorflow-cpu")
+            return "tensorflow-cpu is a CPU-only build"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{tf.__version__} is a CPU-only build"
+    if info.get("is_rocm_build"):
+        return "a ROCm build that finds no GPU"
+    return f"a CUDA {info.get('cuda_version')} build that finds no GPU: its log names the libraries it could not load"
