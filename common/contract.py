@@ -109,7 +109,7 @@ MNIST = Module(
     "imports",
     (
         one("data", "to_device", "2", "12"),
-        one("model", "Net", "3", "4"),
+        one("model", "Net", "3", "4", "18"),
         Row(
             "model",
             (
@@ -125,7 +125,7 @@ MNIST = Module(
         one("model", "create_model", "1", "11"),
         one("model", "load_params", "2"),
         one("model", "get_params"),
-        one("loss", "loss_fn", "6"),
+        one("loss", "loss_fn", "6", "18"),
         Row(
             "loss",
             (
