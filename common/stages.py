@@ -110,12 +110,16 @@ def losses_apart(a: np.ndarray, b: np.ndarray) -> list[tuple[str, float]]:
 
 
 def compare_pair(stage: str, r: dict[str, np.ndarray], s: dict[str, np.ndarray]) -> dict[str, Any]:
-    """One stage, one pair: the largest difference, and where they first part (or the largest, if they agree)."""
+    """One stage, one pair: where they first part and by how much, or, if they agree, their largest difference.
+
+    The first place that parts is the one to read (a fault moves everything after it), and its own
+    difference keeps its own unit (an accuracy in points is never mixed with a logit's relative one).
+    """
     found = items(stage, r, s)
     tolerance = TOLERANCE[stage]
     parted = [(where, value) for where, value in found if not value <= tolerance]
-    where, _ = parted[0] if parted else max(found, key=lambda item: item[1])
-    return {"value": max(value for _, value in found), "where": where, "passed": not parted}
+    where, value = parted[0] if parted else max(found, key=lambda item: item[1])
+    return {"value": value, "where": where, "passed": not parted}
 
 
 def compare(records: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
