@@ -531,6 +531,23 @@ def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> 
     assert group.failure(True, tmp_path / "pytorch.json") == "rank 1: ValueError: boom"
 
 
+def test_a_rank_that_raised_is_named_from_its_record_not_as_a_signal(tmp_path: Path) -> None:
+    """torchrun reports an ordinary error as exit code 1: no signal to name, the rank's own record says why."""
+    from common.run.launch import Group
+
+    report = TORCHRUN_REPORT.replace("exitcode  : -9 (pid: 24274)  (SIGKILL)", "exitcode  : 1 (pid: 24274)")
+    group = Group.__new__(Group)
+    group.members = [cluster.Member(["torchrun"])]
+    group.procs = [type("P", (), {"returncode": 1})()]
+    group.failed = [0]
+    group.tails = [[report.encode()]]
+    (tmp_path / "pytorch.rank1.json").write_text(
+        json.dumps({"rank": 1, "error": "AttributeError: no precision", "failed_at": 0.5})
+    )
+    assert group.deaths() == []
+    assert group.failure(True, tmp_path / "pytorch.json") == "rank 1: AttributeError: no precision"
+
+
 # --- Speed: --benchmark --devices 1,2 ---
 
 

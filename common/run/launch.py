@@ -274,7 +274,8 @@ class Group:
         found = [(self.members[i].rank, -self.procs[i].returncode) for i in self.failed if self.procs[i].returncode < 0]
         for tail in self.tails:
             text = b"".join(tail).decode(errors="replace")
-            found += [(rank, -code) for rank, code in cluster.torchrun_failures(text) if -code != signal.SIGTERM]
+            reported = cluster.torchrun_failures(text)  # exit codes; a signal's is its negative number
+            found += [(rank, -code) for rank, code in reported if code < 0 and -code != signal.SIGTERM]
         return found
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from common.config import MnistConfig, RunConfig
 from common.data import Mnist, batch_order, chunks
@@ -77,10 +78,11 @@ def loss_fn(model: Net, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
         return F.cross_entropy(logits, y), logits
 
 
-def autocast(model: Net, x: torch.Tensor) -> torch.autocast:
+def autocast(model: Net | DistributedDataParallel, x: torch.Tensor) -> torch.autocast:
     """--precision bfloat16: autocast runs each op in its list's dtype (convolutions and linear in bfloat16,
     cross_entropy in float32); the weights, gradients and optimizer state stay float32."""
-    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=model.precision == "bfloat16")
+    net = model.module if isinstance(model, DistributedDataParallel) else model  # parallel.py wraps the Net in DDP
+    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=net.precision == "bfloat16")
 
 
 def train_step(
