@@ -55,6 +55,16 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def onednn_bfloat16(flags: set[str] | None = None) -> bool:
+    """Whether oneDNN can run bfloat16 convolutions here: the CPU has AVX512_BF16 or AMX_BF16, and
+    ONEDNN_MAX_CPU_ISA (if set) does not cap it below them. TensorFlow's Keras bfloat16 convolutions
+    fail without (measured: "could not create a primitive descriptor" with ONEDNN_MAX_CPU_ISA=AVX2)."""
+    flags = cpu_flags() if flags is None else flags
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    capped = bool(cap) and cap not in ("ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) and not capped
+
+
 def vector_extensions(flags: set[str] | None = None) -> list[str]:
     """['SSE4_2', 'AVX', 'AVX2', 'FMA'] on an AVX2-only x86 CPU; AVX-512 and AMX show when present."""
     flags = cpu_flags() if flags is None else flags

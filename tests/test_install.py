@@ -50,10 +50,21 @@ def make(tmp_path: Path, smi: str | None, *args: str) -> subprocess.CompletedPro
     if smi is not None:
         (bin_dir / "nvidia-smi").write_text(smi)
         (bin_dir / "nvidia-smi").chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k not in ("GPU", "VENV", "MAKEFLAGS", "MAKELEVEL")}
+    # Nothing of an outer make (`make test ARGS=...` runs this suite) may reach the make under test.
+    env = {k: v for k, v in os.environ.items() if k not in ("GPU", "VENV", "ARGS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env["PATH"] = os.pathsep.join([str(bin_dir), path_without_nvidia_smi()])
     return subprocess.run(
-        [MAKE, "-s", "--no-print-directory", "-C", str(ROOT), f"VENV={tmp_path / 'venv'}", "PYTHON=python3", *args],
+        [
+            MAKE,
+            "-s",
+            "--no-print-directory",
+            "-C",
+            str(ROOT),
+            f"VENV={tmp_path / 'venv'}",
+            "PYTHON=python3",
+            "ARGS=",
+            *args,
+        ],
         env=env,
         capture_output=True,
         text=True,
