@@ -303,10 +303,9 @@ def run_all(cfg: RunConfig) -> list[dict[str, Any]]:
     atomic_write_json(job, cfg.to_dict())
     runs: list[dict[str, Any]] = []
     for framework in cfg.frameworks:
-        missing = missing_modules(framework)
-        if missing:
-            error = f"{', '.join(missing)} not installed; install with: {install_hint(framework)}"
-            runs.append(not_run(framework, "skipped", error))
+        skipped = not_installed(framework)
+        if skipped:
+            runs.append(skipped)
             continue
         try:
             runs.append(run_one(framework, cfg, job))
@@ -327,14 +326,17 @@ def check_all(cfg: RunConfig) -> list[dict[str, Any]]:
     atomic_write_json(job, cfg.to_dict())
     runs: list[dict[str, Any]] = []
     for framework in cfg.frameworks:
-        missing = missing_modules(framework)
-        if missing:
-            error = f"{', '.join(missing)} not installed; install with: {install_hint(framework)}"
-            runs.append(not_run(framework, "skipped", error))
-        else:
-            runs.append(run_one(framework, cfg, job))
+        runs.append(not_installed(framework) or run_one(framework, cfg, job))
         print(setup_line(runs[-1]), flush=True)
     return runs
+
+
+def not_installed(framework: str) -> dict[str, Any] | None:
+    """A framework whose modules are missing is skipped, with the command that installs it."""
+    missing = missing_modules(framework)
+    if not missing:
+        return None
+    return not_run(framework, "skipped", f"{', '.join(missing)} not installed; install with: {install_hint(framework)}")
 
 
 def stopped(cfg: RunConfig, frameworks: tuple[str, ...]) -> list[dict[str, Any]]:
