@@ -15,6 +15,7 @@ import numpy as np
 
 from common import stages
 from common.config import RunConfig
+from common.stages import relative_to_max  # one measure for the stages and the float32 checks
 from common.weights import CANONICAL_SHAPES
 
 # float32, same weights, same batches, strict profile (full fp32 on GPUs). Measured on the
@@ -344,11 +345,6 @@ def against_float32(out_dir: Path, ok: list[dict[str, Any]], precision: str) -> 
         label = f"{name}: initial logits, {precision} against float32: max abs difference"
         checks.append(check(label, value, BFLOAT16_VS_FLOAT32, name))
     return checks
-
-
-def relative_to_max(a: np.ndarray, b: np.ndarray) -> float:
-    scale = max(np.abs(a).max(), np.abs(b).max())
-    return float(np.abs(a - b).max() / scale) if scale > 0 else 0.0
 
 
 def eval_checks(out_dir: Path, ok: list[dict[str, Any]]) -> list[dict[str, Any]]:
