@@ -55,14 +55,28 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def onednn_bfloat16(flags: set[str] | None = None) -> bool:
-    """Whether oneDNN can run bfloat16 convolutions here: the CPU has AVX512_BF16 or AMX_BF16, and
-    ONEDNN_MAX_CPU_ISA (if set) does not cap it below them. TensorFlow's Keras bfloat16 convolutions
-    fail without (measured: "could not create a primitive descriptor" with ONEDNN_MAX_CPU_ISA=AVX2)."""
+def onednn_bfloat16_lacking(flags: set[str] | None = None) -> str:
+    """Why oneDNN cannot run bfloat16 convolutions on this x86 CPU, or '' where it can (or cannot tell).
+
+    oneDNN builds them only with AVX512_BF16 or AMX_BF16, and ONEDNN_MAX_CPU_ISA can cap it below both.
+    TensorFlow's Keras bfloat16 convolutions fail without (measured: "could not create a primitive
+    descriptor" with ONEDNN_MAX_CPU_ISA=AVX2). Other architectures are not judged: ''.
+    """
     flags = cpu_flags() if flags is None else flags
+    if not flags & {"avx", "sse4_2"}:
+        return ""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    capped = bool(cap) and cap not in ("ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap
-    return bool(flags & {"avx512_bf16", "amx_bf16"}) and not capped
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return "this CPU has neither"
+    # oneDNN's ISAs from AVX512_CORE_BF16 up (AVX512_CORE_FP16, AVX512_CORE_AMX, AVX10_1_512_AMX) keep them.
+    if cap and not any(isa in cap for isa in ("ALL", "DEFAULT", "BF16", "FP16", "AMX", "AVX10")):
+        return f"ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below them"
+    return ""
+
+
+def onednn_bfloat16(flags: set[str] | None = None) -> bool:
+    """Whether oneDNN can run bfloat16 convolutions here (onednn_bfloat16_lacking says why not)."""
+    return not onednn_bfloat16_lacking(flags)
 
 
 def vector_extensions(flags: set[str] | None = None) -> list[str]:

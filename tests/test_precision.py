@@ -148,6 +148,47 @@ def test_a_precision_a_framework_lacks_is_refused(monkeypatch: pytest.MonkeyPatc
         arguments.check_precision_runs(cfg)
 
 
+@pytest.mark.parametrize(
+    ("flags", "cap", "lacking"),
+    [
+        ({"avx", "avx2"}, "", "this CPU has neither"),  # the AVX2-only AMD EPYC
+        ({"avx", "avx512_bf16", "amx_bf16"}, "AVX2", "ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below them"),  # the Xeon
+        ({"avx", "avx2", "avx512f", "avx512_bf16"}, "", ""),  # an AMD EPYC with AVX512_BF16
+        ({"avx", "avx512_bf16", "amx_bf16"}, "AVX512_CORE_AMX", ""),
+        ({"asimd", "bf16"}, "", ""),  # not x86: not judged
+    ],
+)
+def test_which_cpus_lack_onednn_bfloat16(
+    monkeypatch: pytest.MonkeyPatch, flags: set[str], cap: str, lacking: str
+) -> None:
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert environment.onednn_bfloat16_lacking(flags) == lacking
+
+
+def test_tensorflow_bfloat16_on_a_cpu_without_onednn_bfloat16_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused up front in one line, naming the others, instead of TensorFlow failing at its first convolution."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"sse4_2", "avx2", "avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(environment, "gpu_visible", lambda: False)
+    cfg = RunConfig(task="mnist", mnist=MnistConfig(precision="bfloat16"))
+    with pytest.raises(UserError) as refusal:
+        arguments.check_precision_runs(cfg)
+    assert str(refusal.value) == (
+        "--precision bfloat16: TensorFlow's bfloat16 convolutions run on oneDNN, which builds them only with"
+        " AVX512_BF16 or AMX_BF16, and ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below them; leave it out"
+        " (--frameworks pytorch,jax)"
+    )
+    arguments.check_precision_runs(replace(cfg, frameworks=("pytorch", "jax")))  # the others go on
+
+
+@pytest.mark.skipif(not environment.cpu_flags() & {"avx"}, reason="oneDNN's bfloat16 is judged on x86 CPUs only")
+def test_tensorflow_bfloat16_refusal_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # on any x86 CPU: it lacks them, or the cap hides them
+    line = refused("--task", "mnist", "--precision", "bfloat16", "--frameworks", "tensorflow", "--device", "cpu")
+    assert line.startswith("error: --precision bfloat16: TensorFlow's bfloat16 convolutions run on oneDNN")
+    assert line.endswith("; leave it out (--frameworks pytorch,jax)")
+
+
 # --- The benchmark's axes and its busy-machine line, on made-up numbers ---
 
 

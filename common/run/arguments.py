@@ -336,6 +336,13 @@ def check_precision_runs(cfg: RunConfig) -> None:
             "--precision float16 runs on a GPU only (its loss scaling and fast kernels are GPU features);"
             " on a CPU use --precision bfloat16"
         )
+    lacking_bfloat16 = environment.onednn_bfloat16_lacking()
+    if "bfloat16" in wanted and "tensorflow" in cfg.frameworks and not gpu and lacking_bfloat16:
+        others = ",".join(f for f in cfg.frameworks if f != "tensorflow") or "pytorch,jax"
+        raise UserError(
+            "--precision bfloat16: TensorFlow's bfloat16 convolutions run on oneDNN, which builds them only"
+            f" with AVX512_BF16 or AMX_BF16, and {lacking_bfloat16}; leave it out (--frameworks {others})"
+        )
     for precision in wanted:
         lacking = [f for f in cfg.frameworks if precision not in BY_NAME[f].precisions]
         if lacking:
