@@ -64,41 +64,46 @@ class Choice:
     why: str
 
 
-# Measured on the 2-core Intel Xeon (AMX-BF16, AVX512-BF16) with the 1-minute load average at 4.5-6.7 (other
-# jobs running): ratios within one run, batch 100, not milliseconds (docs/performance.md, "Mixed precision").
+# Measured on two 2-core machines, batch 100, ratios within one run (docs/performance.md, "Mixed precision"):
+# an AMD EPYC with AVX512_BF16 and no AMX, quiet (load average 0.7-1.6), and an Intel Xeon with AMX-BF16 and
+# AVX512-BF16 while other jobs ran (load average 4.5-6.7).
 BFLOAT16: dict[str, Choice] = {
     "pytorch": Choice(
         'torch.autocast("cpu", dtype=torch.bfloat16) around the forward pass and the loss',
-        "oneDNN brgemm kernels on AMX (brg_conv_fwd, brgconv_bwd_w, brg_matmul: avx10_1_512_amx) for both"
-        " convolutions and the linear layer (ONEDNN_VERBOSE=1)",
-        "2.00x its float32 images/s (443 against 221, PyTorch the most distorted by the load)",
+        "oneDNN brgemm kernels for both convolutions and the linear layer: avx10_1_512_amx on the Xeon,"
+        " avx512_core_bf16 on the EPYC (the weight gradients there jit_bf16) (ONEDNN_VERBOSE=1)",
+        "EPYC quiet: 1.57x its float32 images/s (5,293 against 3,378; 1.25x-1.67x over four runs): the"
+        " convolutions 1.75-1.95x, max-pool slower in bfloat16. Xeon busy: 2.00x (443 against 221) on AMX",
     ),
     "tensorflow": Choice(
         "the mixed_bfloat16 policy on every layer but the output layer (float32, as Keras's guide says)",
-        "oneDNN brgemm kernels on AMX for the convolutions (avx10_1_512_amx); the float32 Dense layer through"
-        " oneDNN's float32 gemm (x64:gemm:jit) (ONEDNN_VERBOSE=1)",
-        "2.87x its float32 images/s (7,098 against 2,470)",
+        "oneDNN for the convolutions (avx10_1_512_amx on the Xeon, avx512_core_bf16 on the EPYC); the float32"
+        " Dense layer through oneDNN's float32 gemm (x64:gemm:jit) (ONEDNN_VERBOSE=1)",
+        "EPYC quiet: 1.47x its float32 images/s (7,337 against 5,004; 1.37x with 3 repeats): the weight"
+        " gradients 1.38x, the input gradients 1.54x. Xeon busy: 2.87x (7,098 against 2,470) on AMX",
     ),
     "jax": Choice(
         "Flax dtype=bfloat16, param_dtype=float32 in every module; the loss on logits cast to float32",
         "XLA:CPU lowers 5 bfloat16 convolutions and 3 bfloat16 dots, then compiles all 8 in float32 with 92"
-        " converts around them (the compiled HLO has no bf16 convolution or dot): no AMX or AVX512-BF16 path",
-        "0.82x its float32 images/s (1,471 against 1,783), 0.67x in a --profile run: the same float32 YNNPACK"
-        " convolutions, plus two float32 reduce-windows for the bias gradients (8% each) and the converts (9%)",
+        " converts around them (the compiled HLO has no bf16 convolution or dot), on both CPUs: no AMX or"
+        " AVX512-BF16 path",
+        "0.70x its float32 images/s on the EPYC (1,809 against 2,578), 0.82x on the busy Xeon: the same float32"
+        " YNNPACK convolutions, plus two float32 reduce-windows for the bias gradients (8% each) and the converts",
     ),
 }
 COMPILED: dict[str, Choice] = {
     "pytorch": Choice(
         "torch.compile(train_step), default mode (Inductor), forward, backward and optimizer in one graph",
         "Inductor's generated C++ plus oneDNN for the convolutions",
-        "0.78x eager in float32 (173 against 221), 0.80x in bfloat16; 64 s to compile the float32 step on the"
-        " busy machine; max-autotune was not measured (its autotuning takes longer still on 2 shared cores)",
+        "EPYC quiet: 0.64x eager in float32 (2,157 against 3,378), 0.60x in bfloat16; max-autotune-no-cudagraphs"
+        " the same (0.64x, 0.68x): its generated loops for pooling, ReLU and the update, and a slower forward"
+        " convolution, cost more than eager's kernels (profile). 18 s to compile, 5 s from Inductor's cache",
     ),
     "tensorflow": Choice(
         "tf.function(train_step, jit_compile=True): the step through XLA instead of the graph executor",
         "XLA:CPU's own convolutions, not oneDNN",
-        "0.37x the plain tf.function in float32 (919 against 2,470), 0.17x in bfloat16: XLA's CPU convolutions"
-        " lose to oneDNN's, as measured on AVX2 before",
+        "EPYC quiet: 0.48x the plain tf.function in float32 (2,380 against 5,004), 0.29x in bfloat16; Xeon busy"
+        " 0.37x and 0.17x: XLA's CPU convolutions lose to oneDNN's, as measured on AVX2 before",
     ),
     "jax": Choice("jax.jit, as training runs it", "XLA:CPU (YNNPACK fusions)", "always compiled: off and on are one"),
 }

@@ -235,6 +235,7 @@ def test_precision_and_compile_rows_and_goals() -> None:
     jax = worker("jax", "fastest", 1, [case("project", 100, [30, 31])])
     doc["runs"].append(jax | {"precision": "float32", "compile": "off", "compile_stands_for": ["off", "on"]})
     doc["config"]["frameworks"] = ["pytorch", "jax"]
+    doc["environment"]["vector_extensions"] = ["AVX2", "AVX512F", "AVX512_BF16"]  # the goal's CPUs
     bench = summary.summarise(doc)
     keys = {(r["framework"], r["precision"], r["compile"]) for r in bench["rows"]}
     assert keys == {("pytorch", "float32", "off"), ("pytorch", "bfloat16", "off"), ("pytorch", "float32", "on")} | {
@@ -249,6 +250,10 @@ def test_precision_and_compile_rows_and_goals() -> None:
     assert goal.split()[-2:] == ["0.80x", "no"]  # 20.5 / 25.5 ms
     fastest = max(bench["rows"], key=lambda r: r["images_per_second"])
     assert (fastest["precision"], fastest["relative_to_fastest"]) == ("bfloat16", 1.0)  # fastest may be bfloat16
+    # Without AVX512_BF16 or AMX_BF16 bfloat16 is emulated on a CPU: the goal does not apply there.
+    doc["environment"]["vector_extensions"] = ["AVX2"]
+    goal = next(line for line in tables.table(summary.summarise(doc)).splitlines() if "its float32" in line)
+    assert " 1.95x " in goal and goal.endswith(" n/a (the goal is for CPUs with AVX512_BF16 or AMX_BF16)")
 
 
 # --- End to end, tiny ---
