@@ -238,6 +238,29 @@ def test_tables_goals_and_plot() -> None:
     assert plots.render_bench(bench).startswith(PNG_MAGIC)
 
 
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height in pixels, from the PNG's IHDR chunk."""
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_bench_png_draws_one_labelled_bar_per_case_at_one_batch_size() -> None:
+    """One batch size: a bar per case, so the figure grows with the cases; several: lines on a fixed canvas."""
+    bench = summary.summarise(bench_doc())
+    assert len({r["batch_size"] for r in bench["rows"]}) == 1
+    rows = len(bench["rows"])
+
+    def height(b: dict[str, Any]) -> float:
+        return png_size(plots.render_bench(b))[1] / plots.DPI  # inches, as the figure was sized
+
+    assert height(bench) == pytest.approx(1.9 + 0.42 * rows, abs=0.01)
+    assert height({**bench, "rows": bench["rows"][:2]}) == pytest.approx(1.9 + 0.42 * 2, abs=0.01)
+    wider = {**bench, "rows": [*bench["rows"], *({**r, "batch_size": 1000} for r in bench["rows"])]}
+    assert height(wider) == pytest.approx(5.8, abs=0.01)
+    labels = [plots.case_label(r) for r in bench["rows"]]
+    assert len(set(labels)) == rows  # every bar names a different case
+    assert "tensorflow, fastest settings, textbook (model.fit)" in labels
+
+
 def test_benchmark_report_from_results_json(tmp_path: Path) -> None:
     """report.md and bench.png come from results.json alone, so --report can redo them."""
     doc = bench_doc()

@@ -319,20 +319,91 @@ def descent_panel(ax: Any, runs: list[dict[str, Any]], optimum: dict[str, float]
 
 
 def render_bench(bench: dict[str, Any]) -> bytes:
-    """bench.png: images/s against batch size, one line per framework, settings and loop, bars = spread.
+    """bench.png: one labelled bar per case at a single batch size, else images/s against batch size.
 
-    Colour and marker: the framework; filled: this project's loop, hollow and dotted: the
-    textbook loop; faint and dashed: a framework's defaults where its fastest settings differ.
-    The lines are spread a little sideways at each batch size so that no bar hides another.
+    Colour: the framework. Bars (one batch size) name their case, so every precision x compile x settings
+    combination reads by name; hatched: bfloat16, faint: a framework's defaults where its fastest settings
+    differ, or a textbook loop. Lines (several batch sizes): one per case, styled as speed_lines says.
     """
     plt = pyplot()
+    sizes = sorted({r["batch_size"] for r in bench["rows"]})
+    if len(sizes) == 1:
+        fig, ax = plt.subplots(figsize=(10.5, 1.9 + 0.42 * len(bench["rows"])), layout="constrained")
+        speed_bars(ax, bench)
+    else:
+        fig, ax = plt.subplots(figsize=(10.5, 5.8), layout="constrained")
+        speed_lines(ax, bench, sizes)
+    env = bench["environment"]
+    cpu = f"{env.get('cpu')} ({' '.join(env.get('vector_extensions') or [])}), {env.get('cores')} cores"
+    load = bench.get("load_average")
+    busy = f"; load average {load['min']:.1f}-{load['max']:.1f}" if load else ""
+    batch = f", batch {sizes[0]}" if len(sizes) == 1 else ""
+    fig.suptitle(f"MNIST CNN training speed{batch}\n{cpu}{busy}", fontsize=10)
+    return png(plt, fig)
 
-    fig, ax = plt.subplots(figsize=(10.5, 5.8), layout="constrained")
+
+def case_key(r: dict[str, Any]) -> tuple[str, str, str, int, str, str]:
+    """What a bar or a line stands for: framework, settings, loop, devices, precision and compile setting."""
+    compiled = " = ".join(r.get("compile_stands_for") or ["off"])
+    return (
+        r["framework"],
+        " = ".join(r["stands_for"]),
+        r["loop"],
+        r.get("devices", 1),
+        r.get("precision", "float32"),
+        compiled,
+    )
+
+
+def case_label(r: dict[str, Any]) -> str:
+    framework, names, _, devices, precision, compiled = case_key(r)
+    return (
+        f"{framework}, {names} settings, {loop_label(r)}"
+        + (f", {devices} devices" * (devices > 1))
+        + (f", {precision}" * (precision != "float32"))
+        + (f", compile {compiled}" * (compiled != "off"))
+    )
+
+
+def speed_bars(ax: Any, bench: dict[str, Any]) -> None:
+    """One horizontal bar per case, top to bottom in the table's order; whiskers: the spread."""
+    rows = bench["rows"]
+    ys = np.arange(len(rows))[::-1]
+    for y, r in zip(ys, rows, strict=True):
+        _, names, loop, _, precision, _ = case_key(r)
+        value = r["images_per_second"]
+        ax.barh(
+            y,
+            value,
+            height=0.7,
+            color=style(r["framework"])["color"],
+            alpha=0.45 if names == "defaults" or loop == "textbook" else 0.9,
+            hatch="///" if precision != "float32" else None,
+            edgecolor="white",
+        )
+        low, high = r["images_per_second_low"], r["images_per_second_high"]
+        ax.errorbar(value, y, xerr=[[value - low], [high - value]], color="black", capsize=3, linewidth=1)
+        ax.annotate(f"{value:,.0f}", (high, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.set_yticks(ys, [case_label(r) for r in rows], fontsize=8)
+    goal_line(ax, bench, vertical=True)
+    ax.set_xlim(left=0, right=1.12 * max(r["images_per_second_high"] for r in rows))
+    ax.set_xlabel("training images per second (median; whiskers: spread; hatched: bfloat16)")
+    ax.grid(alpha=0.3, axis="x")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8, framealpha=0.85)
+
+
+def speed_lines(ax: Any, bench: dict[str, Any], sizes: list[int]) -> None:
+    """Images/s against batch size, one line per case, bars = spread.
+
+    Colour and marker: the framework; filled: this project's loop, hollow and dotted: the
+    textbook loop; faint and dashed: a framework's defaults where its fastest settings differ;
+    thick: bfloat16; dash-dot-dot: compiled. The lines are spread a little sideways at each batch
+    size so that no bar hides another.
+    """
     lines: dict[tuple[str, str, str, int, str, str], list[dict[str, Any]]] = {}
     for r in bench["rows"]:
-        key = (r["framework"], " = ".join(r["stands_for"]), r["loop"], r.get("devices", 1))
-        key += (r.get("precision", "float32"), " = ".join(r.get("compile_stands_for") or ["off"]))
-        lines.setdefault(key, []).append(r)
+        lines.setdefault(case_key(r), []).append(r)
     shifts = np.linspace(-1, 1, len(lines)) * 0.06 if len(lines) > 1 else [0.0]
     for shift, ((framework, names, loop, devices, precision, compiled), rows) in zip(
         shifts, lines.items(), strict=True
@@ -344,7 +415,7 @@ def render_bench(bench: dict[str, Any]) -> bytes:
         high = np.array([r["images_per_second_high"] for r in rows]) - y
         s = style(framework)
         textbook, defaults = loop == "textbook", names == "defaults"
-        mixed, compiled_only = precision != "float32", compiled == "on"  # thick: bfloat16; dash-dot-dot: compiled
+        mixed, compiled_only = precision != "float32", compiled == "on"
         ax.errorbar(
             x,
             y,
@@ -366,14 +437,10 @@ def render_bench(bench: dict[str, Any]) -> bytes:
             markerfacecolor="white" if textbook else s["color"],
             markeredgewidth=1.6,
             capsize=4,
-            label=f"{framework}, {names} settings, {loop_label(rows[0])}"
-            + (f", {devices} devices" * (devices > 1))
-            + (f", {precision}" * mixed)
-            + (f", compile {compiled}" * (compiled != "off")),
+            label=case_label(rows[0]),
         )
     goal_line(ax, bench)
     ax.set_xscale("log")
-    sizes = sorted({r["batch_size"] for r in bench["rows"]})
     ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.minorticks_off()
     ax.set_xlim(min(sizes) / 1.5, max(sizes) * 1.5)
@@ -382,18 +449,13 @@ def render_bench(bench: dict[str, Any]) -> bytes:
     ax.set_ylabel("training images per second (median; bars: spread)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    env = bench["environment"]
-    cpu = f"{env.get('cpu')} ({' '.join(env.get('vector_extensions') or [])}), {env.get('cores')} cores"
-    load = bench.get("load_average")
-    busy = f"; load average {load['min']:.1f}-{load['max']:.1f}" if load else ""
-    fig.suptitle(f"MNIST CNN training speed: {cpu}{busy}", fontsize=10)
-    return png(plt, fig)
 
 
-def goal_line(ax: Any, bench: dict[str, Any]) -> None:
-    """The 40%-of-BLAS goal in images/s: where a framework's line should stay above."""
+def goal_line(ax: Any, bench: dict[str, Any], vertical: bool = False) -> None:
+    """The 40%-of-BLAS goal in images/s: where a framework's line (or bar) should stay above."""
     gflops = bench["reference"].get("gflops")
     if not gflops or not np.isfinite(gflops):
         return
     images = GOAL_OF_BLAS * gflops * 1e9 / bench["train_flops_per_image"]
-    ax.axhline(images, color="black", linewidth=0.9, linestyle="-.", label=f"{GOAL_OF_BLAS:.0%} of NumPy fp32 matmul")
+    line = ax.axvline if vertical else ax.axhline
+    line(images, color="black", linewidth=0.9, linestyle="-.", label=f"{GOAL_OF_BLAS:.0%} of NumPy fp32 matmul")
