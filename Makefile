@@ -39,6 +39,12 @@ label = $(if $(filter gpu,$(1)),CUDA,CPU)
 # constraints.txt pins every package with the CPU builds (torch==2.13.0+cpu, tensorflow-cpu); constraints-gpu.txt
 # the same versions with the CUDA builds and every CUDA library (README, "Installing one framework, or GPU builds").
 CONSTRAINTS := constraints$(if $(filter gpu,$(SET)),-gpu).txt
+# torch==2.13.0+cpu is served by PyTorch's own CPU index, not by PyPI: the CPU set adds that index where it
+# answers within 5 s, and goes on without it where it does not (a wheel on disk, a mirror: pip's own config).
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+space := $() $()
+TORCH_INDEX = $(if $(filter cpu,$(SET)),$$(curl -fsS -m 5 -o /dev/null $(TORCH_CPU_INDEX)/torch/ 2>/dev/null \
+  && echo --extra-index-url $(TORCH_CPU_INDEX))$(space))
 EXTRAS := all$(if $(filter gpu,$(SET)),-cuda)
 # PyPI's torch 2.13.0 is built with CUDA 13, TensorFlow and JAX's plugin with CUDA 12, and these wheels of the
 # two CUDA versions write the same files: the CUDA 12 ones go in last (constraints-gpu.txt says why).
@@ -81,7 +87,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) $(if $(filter-out $(SET),$(HELD)),switch
 	$(if $(filter-out $(SET),$(HELD)),rm -rf $(VENV))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS),dev]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) $(TORCH_INDEX)-e ".[$(EXTRAS),dev]"
 	$(if $(filter gpu,$(SET)),$(PY) -m pip install --quiet --no-deps --force-reinstall -c $(CONSTRAINTS) $(CUDA12_LAST))
 	echo $(SET) > $(STAMP)
 

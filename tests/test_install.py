@@ -121,13 +121,40 @@ def test_a_gpu_value_other_than_0_or_1_is_refused_in_one_line(tmp_path: Path) ->
     )
 
 
+# The CPU set asks PyTorch's own CPU index for torch==2.13.0+cpu where it answers (PyPI has no +cpu wheels).
+TORCH_CPU_INDEX = (
+    "$(curl -fsS -m 5 -o /dev/null https://download.pytorch.org/whl/cpu/torch/ 2>/dev/null"
+    " && echo --extra-index-url https://download.pytorch.org/whl/cpu) "
+)
+
+
 def setup_commands(venv: Path, constraints: str, extras: str) -> list[str]:
     """What `make -n run` lists for a venv that holds nothing yet (after the one line)."""
+    index = TORCH_CPU_INDEX if constraints == "constraints.txt" else ""
     return [
         f"test -x {venv}/bin/python || python3 -m venv {venv}",
         f"{venv}/bin/python -m pip install --quiet --upgrade pip",
-        f'{venv}/bin/python -m pip install --quiet -c {constraints} -e ".[{extras},dev]"',
+        f'{venv}/bin/python -m pip install --quiet -c {constraints} {index}-e ".[{extras},dev]"',
     ]
+
+
+@pytest.mark.parametrize(
+    ("curl", "added"), [("exit 0", "--extra-index-url https://download.pytorch.org/whl/cpu"), ("exit 6", "")]
+)
+def test_the_cpu_builds_add_pytorchs_index_only_where_it_answers(tmp_path: Path, curl: str, added: str) -> None:
+    """curl answering adds the index; curl failing (no network: exit 6, could not resolve) leaves pip's own."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "curl").write_text(f"#!/bin/sh\n{curl}\n")
+    (fake / "curl").chmod(0o755)
+    proc = subprocess.run(
+        ["bash", "-c", f"echo {TORCH_CPU_INDEX}"],
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.strip() == added
 
 
 RUN = [
