@@ -33,6 +33,7 @@ from common import environment, results, table
 from common.bench import cases, tables
 from common.bench.summary import summarise
 from common.config import (
+    ADAM_LR,
     LOOPS,
     BenchConfig,
     Margins,
@@ -76,7 +77,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         dataset=args.dataset,
         epochs=args.epochs or defaults.epochs,
         batch_size=sizes[0],
-        lr=args.lr or (0.001 if args.optimizer == "adam" else defaults.lr),
+        lr=args.lr or (ADAM_LR if args.optimizer == "adam" else defaults.lr),
         optimizer=args.optimizer,
         train_limit=args.train_limit,
         dtype=args.dtype or defaults.dtype,

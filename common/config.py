@@ -63,6 +63,9 @@ class PlaneConfig:
     dtype: Dtype = "float64"
 
 
+ADAM_LR = 0.001  # --optimizer adam's learning rate unless --lr is given (MnistConfig.lr is SGD's)
+
+
 @dataclass(frozen=True)
 class MnistConfig:
     """The MNIST CNN's training options (defaults reach 98.8% test accuracy on MNIST on average, not on every seed)."""

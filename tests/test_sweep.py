@@ -34,11 +34,12 @@ def test_tally_counts_each_checks_failing_seeds_and_keeps_its_worst() -> None:
 def test_the_sweep_applies_the_runs_checks_to_each_seed(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "common.verdict.sweep", "--seeds", "0-1", "--train-limit", "1000"]
-    cmd += ["--frameworks", "pytorch,jax", "--out", str(out)]
+    cmd += ["--frameworks", "pytorch,jax", "--optimizer", "adam", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.splitlines()[0] == "2 seeds, the first 1,000 examples, batch 100, pytorch, jax"
+    assert proc.stdout.splitlines()[0] == "2 seeds, the first 1,000 examples, batch 100, adam, pytorch, jax"
     doc = json.loads((out / "sweep.json").read_text())
+    assert (doc["config"]["mnist"]["optimizer"], doc["config"]["mnist"]["lr"]) == ("adam", 0.001)  # compare.py's
     names = [row["name"] for row in doc["checks"]]
     assert names == [*parity.STAGE_CHECKS.values(), *(c for c in names if not c.startswith("float64"))]
     assert len(names) == 8 and all(row["failed"] == [] for row in doc["checks"])

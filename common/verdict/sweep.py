@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from common import table
-from common.config import FRAMEWORKS, MnistConfig, RunConfig
+from common.config import ADAM_LR, FRAMEWORKS, MnistConfig, RunConfig
 from common.errors import UserError
 from common.io import atomic_write_json
 from common.run import launch
@@ -72,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0-49", help="seed list, as compare.py's --seeds (default 0-49)")
     p.add_argument("--train-limit", type=int, help="the first N examples of each seed's shuffled training set")
     p.add_argument("--batch-size", type=int, default=MnistConfig().batch_size)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="as compare.py's (Adam at lr 0.001)")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     p.add_argument("--out", help="output directory (default runs/sweep-<timestamp>)")
     args = p.parse_args(argv)
     try:
         seed_list = seeds.parse(args.seeds)
         out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-        mnist = MnistConfig(train_limit=args.train_limit, batch_size=args.batch_size)
+        lr = ADAM_LR if args.optimizer == "adam" else MnistConfig().lr
+        mnist = MnistConfig(train_limit=args.train_limit, batch_size=args.batch_size, optimizer=args.optimizer, lr=lr)
         names = tuple(n.strip() for n in args.frameworks.split(",") if n.strip())
         cfg = RunConfig(task="mnist", frameworks=names, seeds=seed_list, out=str(out), quiet=True, mnist=mnist)
         cfg = prepare_data(replace(cfg, checks_only=True))
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = tally({seed: seed_checks(cfg, seed, ok) for seed in seed_list})
     limit = f"the first {args.train_limit:,} examples" if args.train_limit else "the full training set"
     atomic_write_json(out / "sweep.json", {"config": cfg.to_dict(), "runs": runs, "checks": rows})
-    print(f"{len(seed_list)} seeds, {limit}, batch {args.batch_size}, {', '.join(r['framework'] for r in ok)}")
+    finished = ", ".join(r["framework"] for r in ok)
+    print(f"{len(seed_list)} seeds, {limit}, batch {args.batch_size}, {args.optimizer}, {finished}")
     print(text(rows, len(seed_list)))
     return 0 if all(not r["failed"] for r in rows) else 1
 
