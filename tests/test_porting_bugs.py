@@ -336,13 +336,13 @@ def jit_traced_anew(framework: str) -> Iterator[None]:
             jax.clear_caches()
 
 
-def verdict(tmp_path: Path, records: dict[str, dict[str, np.ndarray]]) -> dict:
+def verdict(tmp_path: Path, records: dict[str, dict[str, np.ndarray]], optimizer: str) -> dict:
     """The verdict compare.py gives on these stages (the float64 stage checks of mnist_parity)."""
     for name, arrays in records.items():
         (tmp_path / "stages").mkdir(exist_ok=True)
         np.savez(tmp_path / "stages" / f"{name}.npz", **arrays)
     runs = [{"framework": name, "status": "ok"} for name in records]
-    table = parity.stage_table(tmp_path, runs)
+    table = parity.stage_table(tmp_path, runs, optimizer)
     return parity.with_stages(parity.verdict(parity.stage_checks(table), runs), table)
 
 
@@ -357,7 +357,7 @@ def test_each_bug_fails_the_verdict_at_its_stage(
             buggy = run_stages(bug.framework, bug.optimizer)
     others = [f for f in FRAMEWORKS if f != bug.framework]
     records = {f: correct(f, bug.optimizer) for f in others} | {bug.framework: buggy}
-    result = verdict(tmp_path, records)
+    result = verdict(tmp_path, records, bug.optimizer)
     headline = parity.headline(result)
     print(headline)
     expected = f"DISAGREE at {stages.LABELS[bug.stage]}: {bug.framework} parts from {' and '.join(others)} at "
@@ -368,10 +368,12 @@ def test_each_bug_fails_the_verdict_at_its_stage(
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_correct_code_agrees_in_every_stage(optimizer: str, correct: Callable, tmp_path: Path) -> None:
-    """The catalogue's baseline: the three frameworks as written agree at every stage (measured <= 2e-14)."""
-    result = verdict(tmp_path, {f: correct(f, optimizer) for f in FRAMEWORKS})
+    """The catalogue's baseline: the three frameworks as written agree at every stage, well inside each tolerance
+    (measured: SGD <= 2e-14 on the Xeon and the AMD EPYC; Adam 1.1e-13 at its update on the EPYC, whose
+    tolerance is its own 1e-10: stages.ADAM_UPDATE)."""
+    result = verdict(tmp_path, {f: correct(f, optimizer) for f in FRAMEWORKS}, optimizer)
     assert result["status"] == parity.AGREE
-    assert max(c["value"] for c in result["checks"]) < 1e-13
+    assert all(c["value"] < c["tolerance"] / 5 for c in result["checks"]), result["checks"]
 
 
 # --- Through compare.py: a patched copy of the project ---

@@ -43,12 +43,15 @@ def record(seed: int = 0, **changes: object) -> dict[str, np.ndarray]:
     return {**out, **changes}
 
 
+STAGE_INDEX = {stage: i for i, stage in enumerate(stages.STAGES)}
+
+
 def parted(records: dict[str, dict[str, np.ndarray]]) -> str:
-    return stages.first_parting(stages.compare(records))
+    return stages.first_parting(stages.compare(records, "sgd"))
 
 
 def test_identical_records_agree_everywhere() -> None:
-    result = stages.compare({"pytorch": record(), "tensorflow": record(), "jax": record()})
+    result = stages.compare({"pytorch": record(), "tensorflow": record(), "jax": record()}, "sgd")
     assert [s["stage"] for s in result] == list(stages.STAGES)
     assert all(s["passed"] for s in result) and stages.first_parting(result) == ""
 
@@ -81,12 +84,37 @@ def test_an_update_parts_at_its_first_step_and_a_short_loop_at_its_missing_step(
     )
 
 
+def test_adams_update_stage_has_its_own_tolerance() -> None:
+    """One weight apart by 4.5e-12 of its tensor's max, as measured with Adam on correct code (seed 16): a
+    disagreement under SGD, whose update has no lr/eps amplification, and agreement under Adam; 1e-9 (a
+    float32 constant's size) parts under both."""
+    good = record()
+    weights = good["update/fc.weight"]
+
+    def nudged(by: float) -> dict[str, np.ndarray]:
+        moved = weights.copy()
+        moved[0, 854] += by * np.abs(weights).max()
+        return record(**{"update/fc.weight": moved})
+
+    records = {"pytorch": good, "tensorflow": good, "jax": nudged(4.5e-12)}
+    assert parted(records) == (
+        "at the update: jax parts from pytorch and tensorflow at fc.weight after the steps"
+        " (forward pass, loss and gradients agree)"
+    )
+    adam = stages.compare(records, "adam")
+    assert all(s["passed"] for s in adam) and adam[STAGE_INDEX["update"]]["tolerance"] == stages.ADAM_UPDATE == 1e-10
+    float32_constant = stages.compare({**records, "jax": nudged(1e-9)}, "adam")
+    assert stages.first_parting(float32_constant).startswith("at the update: jax parts from pytorch and tensorflow")
+
+
 def test_evaluation_parts_on_shape_or_accuracy() -> None:
     good = record()
     fewer = record(**{"evaluation/logits": good["evaluation/logits"][:400]})
-    pair = stages.compare_pair("evaluation", good, fewer)
+    pair = stages.compare_pair("evaluation", good, fewer, stages.TOLERANCE["evaluation"])
     assert pair["where"] == "logits" and pair["value"] == float("inf")
-    other = stages.compare_pair("evaluation", good, record(**{"evaluation/accuracy": np.asarray(0.752)}))
+    other = stages.compare_pair(
+        "evaluation", good, record(**{"evaluation/accuracy": np.asarray(0.752)}), stages.TOLERANCE["evaluation"]
+    )
     assert other["where"] == "accuracy (points)" and other["value"] == pytest.approx(0.2)
 
 
@@ -106,7 +134,7 @@ def test_the_verdict_and_its_table_read_the_stages(tmp_path) -> None:
     for name, arrays in (("pytorch", good), ("tensorflow", good), ("jax", bad)):
         np.savez(tmp_path / "stages" / f"{name}.npz", **arrays)
     runs = [{"framework": f, "status": "ok"} for f in ("pytorch", "tensorflow", "jax")]
-    tab = parity.stage_table(tmp_path, runs)
+    tab = parity.stage_table(tmp_path, runs, "sgd")
     result = parity.with_stages(parity.verdict(parity.stage_checks(tab), runs), tab)
     assert parity.headline(result) == (
         "DISAGREE at the update: jax parts from pytorch and tensorflow at fc.weight after the steps"

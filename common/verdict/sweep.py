@@ -36,7 +36,8 @@ from common.verdict import parity, seeds
 def seed_checks(cfg: RunConfig, seed: int, ok: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One seed's stage and first-step checks, as mnist_parity makes them (strict profile)."""
     out = cfg.out_dir / f"seed-{seed}"
-    return parity.stage_checks(parity.stage_table(out, ok)) + parity.probe_checks(out, ok, parity.STRICT32)
+    table = parity.stage_table(out, ok, cfg.mnist.optimizer)
+    return parity.stage_checks(table) + parity.probe_checks(out, ok, parity.STRICT32)
 
 
 def tally(per_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
