@@ -33,7 +33,6 @@ from common import environment, results, table
 from common.bench import cases, tables
 from common.bench.summary import summarise
 from common.config import (
-    ADAM_LR,
     LOOPS,
     BenchConfig,
     Margins,
@@ -41,6 +40,7 @@ from common.config import (
     ParallelConfig,
     PlaneConfig,
     RunConfig,
+    default_lr,
 )
 from common.data import PLANE_POINTS, user_data_dir
 from common.errors import UserError
@@ -77,7 +77,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         dataset=args.dataset,
         epochs=args.epochs or defaults.epochs,
         batch_size=sizes[0],
-        lr=args.lr or (ADAM_LR if args.optimizer == "adam" else defaults.lr),
+        lr=args.lr or default_lr(args.optimizer),
         optimizer=args.optimizer,
         train_limit=args.train_limit,
         dtype=args.dtype or defaults.dtype,

@@ -94,6 +94,11 @@ class MnistConfig:
 LOOPS = ("project", "textbook")
 
 
+def default_lr(optimizer: str) -> float:
+    """The learning rate a run of this optimizer takes without --lr (compare.py, common.verdict.sweep)."""
+    return ADAM_LR if optimizer == "adam" else MnistConfig.lr
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Steady-state timing: `windows` windows of `window_steps` steps after `warmup_steps`.

@@ -55,6 +55,10 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# The CPU units oneDNN builds its bfloat16 convolutions for (/proc/cpuinfo names).
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
 def onednn_bfloat16_lacking(flags: set[str] | None = None) -> str:
     """Why oneDNN cannot run bfloat16 convolutions on this x86 CPU, or '' where it can (or cannot tell).
 
@@ -66,7 +70,7 @@ def onednn_bfloat16_lacking(flags: set[str] | None = None) -> str:
     if not flags & {"avx", "sse4_2"}:
         return ""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    if not flags & {"avx512_bf16", "amx_bf16"}:
+    if not flags & set(BFLOAT16_FLAGS):
         return "this CPU has neither"
     # oneDNN's ISAs from AVX512_CORE_BF16 up (AVX512_CORE_FP16, AVX512_CORE_AMX, AVX10_1_512_AMX) keep them.
     if cap and not any(isa in cap for isa in ("ALL", "DEFAULT", "BF16", "FP16", "AMX", "AVX10")):

@@ -148,10 +148,14 @@ def setup_line(run: dict[str, Any], short: bool = False) -> str:
     else:
         seen = ", ".join(found["devices"])
         text = f"{head}{run['version']} ({run['build']}); sees {seen}; runs on {run['device']}; kernels {kernels}"
-    missing = found.get("no_gpu")
-    if missing:
-        text += f"; no GPU: {missing['reason']}" + (f"; fix: {missing['fix']}" if missing.get("fix") else "")
-    return text
+    return text + no_gpu_note(found.get("no_gpu"))
+
+
+def no_gpu_note(missing: dict[str, Any] | None) -> str:
+    """'; no GPU: <reason>; fix: <command>' where a framework ran on the CPU of a machine with a GPU, else ''."""
+    if not missing:
+        return ""
+    return f"; no GPU: {missing['reason']}" + (f"; fix: {missing['fix']}" if missing.get("fix") else "")
 
 
 # --- The float64 stages (common.stages): a row per stage, a column per pair of frameworks ---

@@ -512,15 +512,21 @@ def test_a_hanging_process_is_stopped_with_every_other_at_the_timeout(tmp_path: 
     assert_all_ended(pids, 2)
 
 
-def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> None:
-    """Rank 0's error (its peer's connection closed) came after rank 1's death: rank 1 is named."""
+def failed_torchrun(report: str):
+    """A launcher group of one torchrun that exited 1 and printed `report`, as Group.failure reads it."""
     from common.run.launch import Group
 
     group = Group.__new__(Group)
     group.members = [cluster.Member(["torchrun"])]
     group.procs = [type("P", (), {"returncode": 1})()]
     group.failed = [0]
-    group.tails = [[TORCHRUN_REPORT.encode()]]
+    group.tails = [[report.encode()]]
+    return group
+
+
+def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> None:
+    """Rank 0's error (its peer's connection closed) came after rank 1's death: rank 1 is named."""
+    group = failed_torchrun(TORCHRUN_REPORT)
     (tmp_path / "pytorch.rank0.json").write_text(
         json.dumps({"rank": 0, "error": "RuntimeError: gloo", "failed_at": 1.0})
     )
@@ -533,14 +539,9 @@ def test_a_signal_death_is_named_before_the_errors_it_causes(tmp_path: Path) -> 
 
 def test_a_rank_that_raised_is_named_from_its_record_not_as_a_signal(tmp_path: Path) -> None:
     """torchrun reports an ordinary error as exit code 1: no signal to name, the rank's own record says why."""
-    from common.run.launch import Group
-
-    report = TORCHRUN_REPORT.replace("exitcode  : -9 (pid: 24274)  (SIGKILL)", "exitcode  : 1 (pid: 24274)")
-    group = Group.__new__(Group)
-    group.members = [cluster.Member(["torchrun"])]
-    group.procs = [type("P", (), {"returncode": 1})()]
-    group.failed = [0]
-    group.tails = [[report.encode()]]
+    group = failed_torchrun(
+        TORCHRUN_REPORT.replace("exitcode  : -9 (pid: 24274)  (SIGKILL)", "exitcode  : 1 (pid: 24274)")
+    )
     (tmp_path / "pytorch.rank1.json").write_text(
         json.dumps({"rank": 1, "error": "AttributeError: no precision", "failed_at": 0.5})
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.bench.summary import overlap, trains_with
+from common.environment import BFLOAT16_FLAGS
 
 # The issue's goals on the reference machine, checked by the benchmark (never by a timed test).
 GOAL_OF_BLAS = 0.40  # each framework's training step reaches >= 40% of NumPy's fp32 matmul rate
@@ -13,7 +14,7 @@ GOAL_VS_TEXTBOOK = 1.0  # this project's loop is no slower than the framework's 
 # bfloat16 mixed precision against float32, images/s, on a CPU with AMX-BF16 or AVX512-BF16 (issue 19):
 # oneDNN's bfloat16 kernels in PyTorch and TensorFlow; XLA's CPU emitter at least no slower in JAX.
 GOAL_BFLOAT16 = {"pytorch": 1.7, "tensorflow": 1.7, "jax": 1.0}
-BFLOAT16_UNITS = {"AVX512_BF16", "AMX_BF16"}  # common.environment.vector_extensions names
+BFLOAT16_UNITS = {flag.upper() for flag in BFLOAT16_FLAGS}  # as common.environment.vector_extensions names them
 GOAL_COMPILED = 1.0  # torch.compile beats eager, or docs/performance.md keeps the measurement that shows why not
 
 

@@ -222,11 +222,9 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
     for name, fw in (env.get("frameworks") or {}).items():
         lines.append(f"{name}: {fw.get('version') or '-'} (build: {fw.get('build') or 'unknown'})")
         if fw.get("setup"):  # what it saw at the start (compare.py --check-setup's line)
-            line = f"{name} sees: {', '.join(fw['setup']['devices'])}"
-            missing = fw["setup"].get("no_gpu")
-            if missing:
-                line += f"; no GPU: {missing['reason']}" + (f"; fix: {missing['fix']}" if missing.get("fix") else "")
-            lines.append(line)
+            lines.append(
+                f"{name} sees: {', '.join(fw['setup']['devices'])}{table.no_gpu_note(fw['setup'].get('no_gpu'))}"
+            )
         for settings_name, k in (fw.get("kernels") or {}).items():
             lines.append(f"{name} kernels with {settings_name} settings: {kernels_line(k)}")
     return lines

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from common import table
-from common.config import ADAM_LR, FRAMEWORKS, MnistConfig, RunConfig
+from common.config import FRAMEWORKS, MnistConfig, RunConfig, default_lr
 from common.errors import UserError
 from common.io import atomic_write_json
 from common.run import launch
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seed_list = seeds.parse(args.seeds)
         out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-        lr = ADAM_LR if args.optimizer == "adam" else MnistConfig().lr
+        lr = default_lr(args.optimizer)
         mnist = MnistConfig(train_limit=args.train_limit, batch_size=args.batch_size, optimizer=args.optimizer, lr=lr)
         names = tuple(n.strip() for n in args.frameworks.split(",") if n.strip())
         cfg = RunConfig(task="mnist", frameworks=names, seeds=seed_list, out=str(out), quiet=True, mnist=mnist)
