@@ -170,15 +170,18 @@ def stages_table(stages: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[li
     recipe = any("recipe" in stage for stage in stages)
     rows = []
     for stage in stages:
-        amount = (lambda v: f"{v:.0f} steps") if stage["stage"] == "loop" else (lambda v: f"{v:.2g}")
-        cells = [
-            amount(p["value"]) if p["passed"] else f"PARTS at {p['where']} ({amount(p['value'])})"
-            for p in (stage["pairs"][pair] for pair in pairs)
-        ]
+        cells = [cell(stage["stage"], stage["pairs"][pair]) for pair in pairs]
         if recipe:
             cells.append(against_recipe(stage))
         rows.append([stage["stage"], *cells, f"{stage['tolerance']:.0e}" if stage["tolerance"] else "exact"])
     return ("stage", *pairs, *(["against the recipe"] if recipe else []), "tolerance"), rows
+
+
+def cell(stage: str, pair: dict[str, Any]) -> str:
+    """A pair's cell: its largest difference, or where it first parts and by how much (the loop: in steps)."""
+    if stage == "loop":
+        return "identical" if pair["passed"] else f"PARTS at {pair['where']} ({pair['value']:.0f} steps)"
+    return f"{pair['value']:.2g}" if pair["passed"] else f"PARTS at {pair['where']} ({pair['value']:.2g})"
 
 
 def against_recipe(stage: dict[str, Any]) -> str:
