@@ -73,7 +73,7 @@ def difference(r: dict[str, Any], s: dict[str, Any], i: int) -> str:
         if key not in r or key not in s:
             return f"{word} recorded by one loop only"
         if not r[key][i] == s[key][i]:
-            return f"another {word} ({r[key][i]:.9g} against {s[key][i]:.9g})"
+            return f"another {word} ({r[key][i]!s} against {s[key][i]!s})"  # float32, in its shortest repr
     return ""
 
 
