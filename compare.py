@@ -66,6 +66,7 @@ from common.run.fetch import prepare_data
 from common.verdict import parity, seeds
 from common.weights import load_canonical
 
+
 def build_config(args: argparse.Namespace) -> RunConfig:
     """Validate the arguments once and freeze them; nothing downstream sees argparse."""
     check_arguments(args)

@@ -72,7 +72,7 @@ def difference(r: dict[str, Any], s: dict[str, Any], i: int) -> str:
         word = WORDS.get(key.removeprefix("hyper/"), key.removeprefix("hyper/"))
         if key not in r or key not in s:
             return f"{word} recorded by one loop only"
-        if not r[key][i] == s[key][i]:
+        if r[key][i] != s[key][i]:  # a NaN differs too
             return f"another {word} ({r[key][i]!s} against {s[key][i]!s})"  # float32, in its shortest repr
     return ""
 

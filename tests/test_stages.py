@@ -81,7 +81,12 @@ def test_a_difference_that_vanishes_at_the_next_layer_is_not_a_parting() -> None
     result = stages.compare({"pytorch": in_place, "tensorflow": good, "jax": good}, "sgd")
     forward = result[STAGE_INDEX["forward"]]
     assert forward["passed"] and stages.first_parting(result) == ""
-    assert forward["pairs"]["pytorch vs jax"] == {"value": 0.0, "where": "relu1", "passed": True, "transient": ["conv1"]}
+    assert forward["pairs"]["pytorch vs jax"] == {
+        "value": 0.0,
+        "where": "relu1",
+        "passed": True,
+        "transient": ["conv1"],
+    }
     # One that persists from a later layer on is named there, the earlier vanishing one not.
     both = moved(good, ("conv1", *stages.LAYERS[3:]))
     assert parted({"pytorch": both, "tensorflow": good, "jax": good}).startswith(
@@ -102,7 +107,8 @@ def test_an_update_parts_at_its_first_step_and_a_short_loop_at_its_missing_step(
     later = good["update/losses"].copy()
     later[11] += 1e-6
     assert parted({"pytorch": good, "jax": record(**{"update/losses": later})}) == (
-        "at the update: pytorch and jax part at step 12 (epoch 2, step 2) (forward pass, loss, gradients and loop agree)"
+        "at the update: pytorch and jax part at step 12 (epoch 2, step 2)"
+        " (forward pass, loss, gradients and loop agree)"
     )
     short = record(**{"update/losses": good["update/losses"][:7]})
     where = "step 8 (epoch 1, step 8) (one loop made 20 steps, the other 7)"
@@ -136,13 +142,16 @@ def test_the_loop_names_the_first_step_that_another_batch_or_setting_takes() -> 
     assert table_[STAGE_INDEX["loop"]]["pairs"]["pytorch vs jax"]["value"] == 20  # every step of epochs 2 and 3
     columns, rows = table.stages_table(table_)
     assert columns[-2:] == ("against the recipe", "tolerance")
-    assert rows[STAGE_INDEX["loop"]][-2:] == ["pytorch PARTS at step 11 (epoch 2, step 1): another learning rate"
-                                              " (0.014 against 0.02)", "exact"]
+    assert rows[STAGE_INDEX["loop"]][-2:] == [
+        "pytorch PARTS at step 11 (epoch 2, step 1): another learning rate (0.014 against 0.02)",
+        "exact",
+    ]
 
 
 def test_the_loop_names_steps_missing_and_epochs_cut_elsewhere() -> None:
     good = record()
     recipe = loop.expected(RUN, 0)
+
     def cut(epoch_steps: list[int]) -> dict[str, np.ndarray]:
         """One step fewer in all, the epochs as given."""
         steps = {k: good[f"loop/{k}"][:-1] for k in ("batch_sizes", "hyper/lr", "hyper/momentum")}
@@ -214,7 +223,10 @@ def test_without_a_majority_nobody_is_blamed() -> None:
     assert text == "at the loss: pytorch, tensorflow and jax part at loss (forward pass agrees)"
     c = record(**{"loss": np.asarray(2.3 + 1e-12)})  # within 1e-12 of both, while they are 2e-12 apart
     d = record(**{"loss": np.asarray(2.3 + 2.4e-12)})
-    assert parted({"pytorch": good, "tensorflow": c, "jax": d}) == "at the loss: pytorch and jax part at loss (forward pass agrees)"
+    assert (
+        parted({"pytorch": good, "tensorflow": c, "jax": d})
+        == "at the loss: pytorch and jax part at loss (forward pass agrees)"
+    )
 
 
 def test_the_verdict_and_its_table_read_the_stages(tmp_path) -> None:

@@ -67,7 +67,11 @@ def prefixed(prefix: str, shapes: dict[str, tuple[int, ...]], size: int) -> dict
 def loop_specs(cfg: RunConfig) -> dict[str, Spec]:
     """loops/<framework>.npz (common.recorder): lengths are the loop's own, compared by the loop check."""
     hyper = {f"hyper/{n}": Spec("f", 4, (None,)) for n in loop.HYPERPARAMETERS[cfg.mnist.optimizer]}
-    ints = {"examples": Spec("i", 0, (None,)), "batch_sizes": Spec("i", 0, (None,)), "epoch_steps": Spec("i", 0, (None,))}
+    ints = {
+        "examples": Spec("i", 0, (None,)),
+        "batch_sizes": Spec("i", 0, (None,)),
+        "epoch_steps": Spec("i", 0, (None,)),
+    }
     return ints | hyper
 
 
@@ -78,7 +82,10 @@ def problem(spec: Spec, value: np.ndarray) -> str:
         hint = " (bfloat16 reads so in NumPy)" if dtype == np.dtype("V2") else ""
         want = f"{'float' if spec.kind == 'f' else 'int'}{8 * spec.itemsize if spec.itemsize else ''}"
         return f"is {dtype}{hint}, expected {want}"
-    if len(value.shape) != len(spec.shape) or any(e is not None and e != n for e, n in zip(spec.shape, value.shape)):
+    fits = len(value.shape) == len(spec.shape) and all(
+        e in (None, n) for e, n in zip(spec.shape, value.shape, strict=True)
+    )
+    if not fits:
         return f"has shape {value.shape}, expected {tuple('N' if e is None else e for e in spec.shape)}"
     if spec.kind == "f" and not np.isfinite(value).all():
         bad = value.ravel()[~np.isfinite(value.ravel())][0]

@@ -424,7 +424,7 @@ def parallel_checks(cfg: RunConfig, ok: list[dict[str, Any]]) -> list[dict[str, 
                 grads,
             ),
         ):
-            detail = f"{'parts' if not value <= tolerance else 'largest'} at {where}"
+            detail = f"parts at {where} by {value:.2g}" if not value <= tolerance else f"largest at {where}"
             checks.append(check(f"{name}: {cfg.parallel.devices} devices vs one, {label}", value, tolerance, detail))
     return checks
 

@@ -154,7 +154,9 @@ def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: s
             losses = []
             for idx in chunk:
                 recorder.batch(idx, hyperparameters(optimizer))  # what this step trains on, and with what
-                losses.append(train_step(model, optimizer, x_train, y_train, torch.as_tensor(idx, device=x_train.device)))
+                losses.append(
+                    train_step(model, optimizer, x_train, y_train, torch.as_tensor(idx, device=x_train.device))
+                )
             recorder.steps(torch.stack(losses).cpu().numpy())  # one host read per chunk
         seconds = time.perf_counter() - start
         recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))
