@@ -102,7 +102,8 @@ def edited(framework: str, edits: dict[str, str], name: str = "mnist") -> Callab
         for old, new in edits.items():
             assert source.count(old) == 1, old
             source = source.replace(old, new)
-        copy = types.ModuleType(f"frameworks.{framework}.{name}")
+        real = module(framework, name)  # imported first, so that undoing the patch puts it back
+        copy = types.ModuleType(real.__name__)
         copy.__file__ = str(path)
         mp.setitem(sys.modules, copy.__name__, copy)  # dataclasses and Keras look their module up here
         exec(compile(source, str(path), "exec"), copy.__dict__)
@@ -514,8 +515,8 @@ def test_correct_code_agrees_in_every_stage(optimizer: str, correct: Callable, t
 # --- Through compare.py: a patched copy of the project ---
 
 
-def patched_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
-    """The tracked files of this checkout in tmp_path/project, with one line of `file` changed."""
+def patched_copy(tmp_path: Path, file: str, edits: dict[str, str]) -> Path:
+    """The tracked files of this checkout in tmp_path/project, `file` edited (each old text, found once, by its new)."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     copy = tmp_path / "project"
     for name in files:
@@ -523,8 +524,10 @@ def patched_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, copy / name)
     text = (copy / file).read_text()
-    assert text.count(old) == 1, old
-    (copy / file).write_text(text.replace(old, new))
+    for old, new in edits.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    (copy / file).write_text(text)
     return copy
 
 
@@ -535,16 +538,25 @@ def compare_in(copy: Path, *args: str) -> tuple[subprocess.CompletedProcess, dic
     return proc, load_results(out)
 
 
-def test_nesterov_in_pytorch_fails_the_default_verdict_at_the_update(tmp_path: Path) -> None:
-    """One of the bugs whose float32 outcome after an epoch of 10,000 examples stayed within the accuracy and
-    loss checks; the float64 update stage names it whatever the run's length."""
-    copy = patched_copy(tmp_path, "frameworks/pytorch/mnist.py", "dampening=0.0, nesterov=False", "nesterov=True")
-    proc, doc = compare_in(copy, "--train-limit", "1000", "--epochs", "1")
+def test_step_lr_in_pytorch_fails_the_default_verdict_at_the_loop(tmp_path: Path) -> None:
+    """pytorch/examples' StepLR, stepped after each epoch: the float32 outcome stays within its checks and the
+    float64 stages' first epoch agrees; the loop names the step, and the learning rate it took."""
+    edits = {
+        OPTIMIZER: OPTIMIZER + "    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)\n",
+        EPOCH_END: EPOCH_END + "        scheduler.step()\n",
+    }
+    copy = patched_copy(tmp_path, "frameworks/pytorch/mnist.py", edits)
+    proc, doc = compare_in(copy, "--train-limit", "1000", "--epochs", "2")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "DISAGREE at the update: pytorch parts from tensorflow and jax at step 2" in proc.stdout
-    assert "(forward pass, loss and gradients agree)" in proc.stdout
-    update = next(s for s in doc["parity"]["stages"] if s["stage"] == "update")
-    assert update["pairs"]["tensorflow vs jax"]["passed"] and not update["pairs"]["pytorch vs jax"]["passed"]
+    assert (
+        "DISAGREE at the loop: pytorch parts from tensorflow, jax and the recipe at step 11 (epoch 2, step 1):"
+        " another learning rate (0.014 against 0.02) (forward pass, loss and gradients agree)"
+    ) in proc.stdout
+    table = {s["stage"]: s for s in doc["parity"]["stages"]}
+    assert table["loop"]["pairs"]["pytorch vs jax"]["value"] == 10  # every step of the second epoch
+    assert table["loop"]["pairs"]["tensorflow vs jax"]["passed"] and "pytorch" in table["loop"]["recipe"]
+    outcome = {c["name"]: c for c in doc["parity"]["checks"]}
+    assert outcome["test accuracy: max pairwise difference (points)"]["passed"]
 
 
 @pytest.mark.distributed
@@ -553,8 +565,7 @@ def test_per_replica_mean_fails_the_data_parallel_check(tmp_path: Path) -> None:
     copy = patched_copy(
         tmp_path,
         "frameworks/tensorflow/parallel.py",
-        "tf.nn.compute_average_loss(losses), logits",
-        "tf.reduce_mean(losses), logits",
+        {"tf.nn.compute_average_loss(losses), logits": "tf.reduce_mean(losses), logits"},
     )
     proc, doc = compare_in(copy, "--frameworks", "pytorch,tensorflow", "--devices", "2", *TINY)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -562,8 +573,119 @@ def test_per_replica_mean_fails_the_data_parallel_check(tmp_path: Path) -> None:
     engine = {name: c["passed"] for name, c in checks.items() if ": 2 devices vs one, " in name}
     assert engine and all(passed != name.startswith("tensorflow") for name, passed in engine.items()), engine
     assert all(s["passed"] for s in doc["parity"]["stages"])  # one device each: the port is right there
-    headline = "DISAGREE: tensorflow: 2 devices vs one, first 10 step losses (float64): max relative difference"
-    assert f"{headline} (); the float64 stages agree" in proc.stdout
+    headline = (
+        "DISAGREE: tensorflow: 2 devices vs one, the update stage's 20 step losses (float64): relative difference"
+    )
+    assert f"{headline} (parts at step 2 (epoch 1, step 2) by " in proc.stdout
+    assert "); the float64 stages agree" in proc.stdout
+
+
+@pytest.mark.distributed
+def test_a_data_parallel_loop_without_the_epoch_fails_at_the_loop(tmp_path: Path) -> None:
+    """JAX's data-parallel loop draws epoch 0's order every epoch (DistributedSampler.set_epoch never called):
+    the loop names the first step of the second epoch, and the engine parts from one device there too."""
+    order = "order = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch)"
+    copy = patched_copy(tmp_path, "frameworks/jax/parallel.py", {order: order.replace("epoch)", "0)")})
+    proc, doc = compare_in(
+        copy, "--frameworks", "tensorflow,jax", "--devices", "2", *TINY[:2], "--epochs", "2", *TINY[4:]
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "DISAGREE at the loop: jax parts from tensorflow and the recipe at step 11 (epoch 2, step 1): another batch"
+    ) in proc.stdout
+    checks = {c["name"]: c for c in doc["parity"]["checks"]}
+    engine = checks["jax: 2 devices vs one, the update stage's 20 step losses (float64): relative difference"]
+    assert not engine["passed"] and engine["detail"].startswith("parts at step 11 (epoch 2, step 1) by ")
 
 
 TINY = ("--train-limit", "600", "--epochs", "1", "--batch-size", "60")
+
+
+# --- Controls: refactors that compute the same function, each of which must agree ---
+
+RELU = 'out["relu{n}"] = F.relu(out["conv{n}"])'
+POOL = 'out["pool{n}"] = max_pool(out["relu{n}"])'
+CONTROLS = {
+    # torchvision's models write their activations in place; the stage observed conv1 before relu1 overwrote it.
+    "in-place ReLU (PyTorch)": (
+        "pytorch",
+        {RELU.format(n=n): RELU.format(n=n)[:-1] + ", inplace=True)" for n in (1, 2)},
+    ),
+    "flatten by reshape (PyTorch)": (
+        "pytorch",
+        {'torch.flatten(out["pool2"], start_dim=1)': 'out["pool2"].reshape(x.shape[0], -1)'},
+    ),
+    # Keras users write the activation into the layer; conv1's output is then already rectified.
+    "ReLU fused into Conv2D (Keras)": (
+        "tensorflow",
+        {
+            'Conv2D(24, 5, padding="same", dtype=policy)': 'Conv2D(24, 5, padding="same", activation="relu",'
+            " dtype=policy)"
+        },
+    ),
+    "training=True in predict (Keras)": (
+        "tensorflow",
+        {"return model(x, training=False)": "return model(x, training=True)"},
+    ),
+    "nnx.max_pool for the reshape-max (Flax)": (
+        "jax",
+        {
+            POOL.format(n=n): POOL.format(n=n).replace("= max_pool(", "= nnx.max_pool(")[:-1]
+            + ", (2, 2), strides=(2, 2))"
+            for n in (1, 2)
+        },
+    ),
+    "summed loss divided by the batch (Optax)": (
+        "jax",
+        {"with_integer_labels(logits, y).mean()": "with_integer_labels(logits, y).sum() / y.shape[0]"},
+    ),
+}
+
+
+def probes(framework: str, dtype: str) -> dict[str, np.ndarray]:
+    """The framework's first-step probe from the shared start on the run's first batch, as its worker saves it."""
+    from frameworks import worker
+
+    cfg = RunConfig(task="mnist", mnist=replace(MNIST["sgd"], dtype=dtype), out="unused")
+    data = worker.load_data(cfg)
+    first = batch_order(len(data.train_labels), cfg.mnist.batch_size, cfg.seed, 0)[0]
+    width = module(framework, "runtime").float64() if dtype == "float64" else contextlib.nullcontext()
+    with width:  # x64 in JAX, floatx in Keras, as --dtype float64 sets them for its whole worker
+        model = module(framework).create_model(cfg.mnist, mnist_init(cfg.seed), "cpu")
+        return module(framework).probe(model, data.train_images[first], data.train_labels[first], "cpu")
+
+
+@pytest.fixture(scope="module")
+def correct_probes() -> Callable[[str, str], dict[str, np.ndarray]]:
+    made: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+    def get(framework: str, dtype: str) -> dict[str, np.ndarray]:
+        if (framework, dtype) not in made:
+            made[framework, dtype] = probes(framework, dtype)
+        return made[framework, dtype]
+
+    return get
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=list(CONTROLS))
+def test_each_control_agrees(
+    control: str, correct: Callable, correct_probes: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same function written another way agrees at every stage and in the float32 and float64 probes' checks."""
+    framework, edits = CONTROLS[control]
+    with monkeypatch.context() as mp:
+        edited(framework, edits)(mp)
+        with jit_traced_anew(framework):
+            mine = run_stages(framework, "sgd")
+            mine_probes = {dtype: probes(framework, dtype) for dtype in ("float32", "float64")}
+    records = {f: correct(f, "sgd") for f in FRAMEWORKS if f != framework} | {framework: mine}
+    result = verdict(tmp_path, records, "sgd")
+    assert result["status"] == parity.AGREE, parity.headline(result)
+    ok = [{"framework": f, "status": "ok"} for f in FRAMEWORKS]
+    for dtype in ("float32", "float64"):
+        (tmp_path / dtype / "probes").mkdir(parents=True)
+        for f in FRAMEWORKS:
+            arrays = mine_probes[dtype] if f == framework else correct_probes(f, dtype)
+            np.savez(tmp_path / dtype / "probes" / f"{f}.npz", **arrays)
+        checks = parity.probe_checks(tmp_path / dtype, ok, parity.STRICT32)
+        assert all(c["passed"] for c in checks), (dtype, checks)

@@ -79,9 +79,9 @@ def problem(spec: Spec, value: np.ndarray) -> str:
     """What is wrong with one array, in words; '' where nothing is."""
     dtype = value.dtype
     if dtype.kind != spec.kind or (spec.itemsize and dtype.itemsize != spec.itemsize):
-        hint = " (bfloat16 reads so in NumPy)" if dtype == np.dtype("V2") else ""
+        shown = f"V{dtype.itemsize}, as NumPy reads bfloat16" if dtype.kind == "V" else dtype.name
         want = f"{'float' if spec.kind == 'f' else 'int'}{8 * spec.itemsize if spec.itemsize else ''}"
-        return f"is {dtype}{hint}, expected {want}"
+        return f"is {shown}, expected {want}"
     fits = len(value.shape) == len(spec.shape) and all(
         e in (None, n) for e, n in zip(spec.shape, value.shape, strict=True)
     )
