@@ -89,7 +89,8 @@ def problem(spec: Spec, value: np.ndarray) -> str:
         return f"has shape {value.shape}, expected {tuple('N' if e is None else e for e in spec.shape)}"
     if spec.kind == "f" and not np.isfinite(value).all():
         bad = value.ravel()[~np.isfinite(value.ravel())][0]
-        return f"holds {bad} at {np.unravel_index(np.flatnonzero(~np.isfinite(value))[0], value.shape)}"
+        where = tuple(int(i) for i in np.unravel_index(np.flatnonzero(~np.isfinite(value))[0], value.shape))
+        return f"holds {bad} at {where}"
     return ""
 
 

@@ -99,7 +99,7 @@ def make_optimizer(cfg: MnistConfig, model: Net) -> tf.keras.optimizers.Optimize
 def hyperparameters(optimizer: tf.keras.optimizers.Optimizer) -> dict[str, float]:
     """The recipe's hyperparameters in force, as Keras's users log them: from the optimizer's attributes
     (learning_rate is a variable, or a schedule's value at this step)."""
-    lr = float(optimizer.learning_rate)  # a copy now: the variable itself would be read later
+    lr = optimizer.learning_rate.numpy()  # a copy now: the variable itself would be read later
     if isinstance(optimizer, tf.keras.optimizers.SGD):
         return {"lr": lr, "momentum": optimizer.momentum}
     return {"lr": lr, "beta1": optimizer.beta_1, "beta2": optimizer.beta_2}
