@@ -47,7 +47,7 @@ from common.errors import UserError
 from common.io import atomic_write_json
 from common.metrics import plane_optimum
 from common.report import report, seedreport
-from common.run import launch
+from common.run import launch, placement
 from common.run.arguments import (
     batch_sizes,
     check_arguments,
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(args)
         if cfg.setup_only:
             return check_setup(cfg, temporary=args.out is None)
-        cfg = preflight(cfg)
+        cfg = preflight(placement.settle(cfg))
         prepare_output(cfg.out_dir, args.overwrite)
         return run(cfg)
     except UserError as exc:
