@@ -36,7 +36,8 @@ else
   $(error GPU must be 0 (the CPU builds) or 1 (the CUDA builds), got '$(GPU)')
 endif
 label = $(if $(filter gpu,$(1)),CUDA,CPU)
-# constraints.txt pins every package with the CPU builds (torch==2.13.0+cpu, tensorflow-cpu); constraints-gpu.txt
+# constraints.txt pins every package with the CPU builds (torch==2.13.0+cpu, tensorflow-cpu; on Linux aarch64 and
+# macOS arm64 its marked lines, which pip picks by itself: tensorflow, PyPI's torch); constraints-gpu.txt
 # the same versions with the CUDA builds and every CUDA library (README, "Installing one framework, or GPU builds").
 CONSTRAINTS := constraints$(if $(filter gpu,$(SET)),-gpu).txt
 # torch==2.13.0+cpu is served by PyTorch's own CPU index, not by PyPI: the CPU set adds that index where it
