@@ -20,6 +20,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from tests.conftest import ROOT
+from tests.test_install import make, needs_make
 
 # uv's target, the environment markers it evaluates there, and the oldest OS its wheels may ask for: PyTorch's
 # macOS wheel is macosx_14_0_arm64, so the Mac set needs macOS 14 (uv's default target is macOS 13).
@@ -32,7 +33,7 @@ PLATFORMS = {
         {"MACOSX_DEPLOYMENT_TARGET": "14.0"},
     ),
 }
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # the Makefile adds it where it answers
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # the Makefile adds it on Linux x86-64 where it answers
 NETWORK = re.compile(r"dns error|error sending request|Failed to fetch|client error \(Connect\)|timed out")
 
 
@@ -79,8 +80,13 @@ def answers(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def sources() -> list[str]:
-    torch_index = ["--extra-index-url", TORCH_CPU_INDEX] if answers(f"{TORCH_CPU_INDEX}/torch/") else []
-    return [*pip_sources(), *torch_index]
+    """Where pip looks, and on Linux x86-64 PyTorch's CPU index where it answers (resolve adds it), as make does."""
+    return pip_sources()
+
+
+@pytest.fixture(scope="module")
+def torch_index() -> list[str]:
+    return ["--extra-index-url", TORCH_CPU_INDEX] if answers(f"{TORCH_CPU_INDEX}/torch/") else []
 
 
 def resolve(target: str, env: dict[str, str], sources: list[str]) -> subprocess.CompletedProcess:
@@ -108,9 +114,11 @@ def not_reachable(proc: subprocess.CompletedProcess, platform: str, sources: lis
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_the_cpu_set_resolves_for_each_platform(platform: str, sources: list[str]) -> None:
+def test_the_cpu_set_resolves_for_each_platform(platform: str, sources: list[str], torch_index: list[str]) -> None:
     """Every package the platform gets is pinned, at its pin, with the frameworks' versions everywhere."""
     target, markers, env = PLATFORMS[platform]
+    if platform == "linux-x86_64":
+        sources = [*sources, *torch_index]
     proc = resolve(target, env, sources)
     why = not_reachable(proc, platform, sources) if proc.returncode else None
     if why and os.environ.get("CI") != "true":
@@ -144,3 +152,19 @@ def test_a_platform_line_holds_on_its_platform_only() -> None:
     ]
     shared = set(got["linux-x86_64"]) & set(got["linux-aarch64"]) & set(got["macos-arm64"])
     assert {p for p in shared if len({got[q][p].split("+")[0] for q in PLATFORMS}) > 1} == set()
+
+
+@needs_make
+@pytest.mark.parametrize(
+    ("system", "index"), [("Linux x86_64", True), ("Linux aarch64", False), ("Darwin arm64", False)]
+)
+def test_make_adds_pytorchs_cpu_index_on_linux_x86_64_only(tmp_path: Path, system: str, index: bool) -> None:
+    """Elsewhere the set pins PyPI's torch, and pip reads PyPI alone: the set the test above resolved."""
+    kernel, machine = system.split()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "uname").write_text(f'#!/bin/sh\ncase "$1" in -s) echo {kernel};; -m) echo {machine};; esac\n')
+    (tmp_path / "bin" / "uname").chmod(0o755)
+    proc = make(tmp_path, None, "-n", "run")
+    assert proc.returncode == 0, proc.stderr
+    [install] = [line for line in proc.stdout.splitlines() if '-e ".[all,dev]"' in line]
+    assert (TORCH_CPU_INDEX in install) is index
