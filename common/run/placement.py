@@ -91,29 +91,27 @@ def ask(cfg: RunConfig) -> dict[str, str]:
     """framework -> the device its worker would run on: "cpu" for a CPU-only build, else asked in its own
     process (all at once). A framework not installed, or whose probe fails or does not answer, is left out: its
     run says why."""
-    job = json.dumps(cfg.to_dict())
     builds = distributions()
-    started = {}
-    landed = {}
-    for framework in cfg.frameworks:
-        if launch.missing_modules(framework):
-            continue
-        if cpu_only(framework, builds):
-            landed[framework] = "cpu"
-            continue
-        # LOCAL_RANK: PyTorch's configure takes its GPU from it in a data-parallel run (torchrun sets it).
-        env = {"LOCAL_RANK": "0", **launch.worker_env(cfg, framework)}
-        started[framework] = subprocess.Popen(
-            [sys.executable, "-m", "frameworks.probe", framework, job],
-            cwd=launch.ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-    answers = {f: answer(p) for f, p in started.items()}
-    return {f: landed.get(f) or answers[f] for f in cfg.frameworks if landed.get(f) or answers.get(f)}
+    present = [f for f in cfg.frameworks if not launch.missing_modules(f)]
+    landed = {f: "cpu" for f in present if cpu_only(f, builds)}
+    started = {f: probe(cfg, f) for f in present if f not in landed}
+    landed |= {f: device for f, proc in started.items() if (device := answer(proc)) is not None}
+    return {f: landed[f] for f in cfg.frameworks if f in landed}
+
+
+def probe(cfg: RunConfig, framework: str) -> subprocess.Popen:
+    """frameworks/probe.py for `framework`, in the environment its worker would have."""
+    # LOCAL_RANK: PyTorch's configure takes its GPU from it in a data-parallel run (torchrun sets it).
+    env = {"LOCAL_RANK": "0", **launch.worker_env(cfg, framework)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "frameworks.probe", framework, json.dumps(cfg.to_dict())],
+        cwd=launch.ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def answer(proc: subprocess.Popen) -> str | None:
