@@ -294,10 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.report:
             return rerender(Path(args.report))
-        cfg = build_config(args)
+        cfg = placement.settle(build_config(args))  # --device auto: where the frameworks can all run
         if cfg.setup_only:
             return check_setup(cfg, temporary=args.out is None)
-        cfg = preflight(placement.settle(cfg))
+        cfg = preflight(cfg)
         prepare_output(cfg.out_dir, args.overwrite)
         return run(cfg)
     except UserError as exc:

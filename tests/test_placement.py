@@ -84,6 +84,15 @@ def test_the_default_run_goes_to_the_cpu_and_says_so_first(
     assert capsys.readouterr().err.splitlines()[0] == placement.decide(landed)
 
 
+def test_check_setup_shows_where_the_run_would_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--check-setup on a Mac: the same decision, so each framework says what the default run would use."""
+    fake_machine(monkeypatch, MAC)
+    checked: list[RunConfig] = []
+    monkeypatch.setattr(compare, "check_setup", lambda cfg, temporary: checked.append(cfg) or 0)
+    assert compare.main(["--check-setup"]) == 0
+    assert [cfg.device for cfg in checked] == ["cpu"]
+
+
 @pytest.mark.parametrize(
     ("device", "landed"), [("each", MAC), ("cpu", MAC), ("gpu", ONE_GPU), ("auto", None), ("auto", ONE_GPU)]
 )
