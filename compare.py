@@ -48,7 +48,7 @@ from common.errors import UserError
 from common.io import atomic_write_json
 from common.metrics import plane_optimum
 from common.report import report, seedreport
-from common.run import launch
+from common.run import launch, placement
 from common.run.arguments import (
     batch_sizes,
     check_arguments,
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.report:
             return rerender(Path(args.report))
-        cfg = build_config(args)
+        cfg = placement.settle(build_config(args))  # --device auto: where the frameworks can all run
         if cfg.setup_only:
             return check_setup(cfg, temporary=args.out is None)
         cfg = preflight(cfg)
