@@ -15,6 +15,7 @@ pooling primitive, a summed loss divided by the batch size, ...), each of which 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import shutil
 import subprocess
@@ -82,14 +83,7 @@ def run_loop(framework: str, optimizer: str) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def correct() -> Callable[[str, str], dict[str, np.ndarray]]:
     """Each framework's correct stages and loop record, computed once per optimizer."""
-    made: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-
-    def get(framework: str, optimizer: str) -> dict[str, np.ndarray]:
-        if (framework, optimizer) not in made:
-            made[framework, optimizer] = run_stages(framework, optimizer)
-        return made[framework, optimizer]
-
-    return get
+    return functools.cache(run_stages)
 
 
 def edited(framework: str, edits: dict[str, str], name: str = "mnist") -> Callable[[pytest.MonkeyPatch], None]:
@@ -656,14 +650,8 @@ def probes(framework: str, dtype: str) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def correct_probes() -> Callable[[str, str], dict[str, np.ndarray]]:
-    made: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-
-    def get(framework: str, dtype: str) -> dict[str, np.ndarray]:
-        if (framework, dtype) not in made:
-            made[framework, dtype] = probes(framework, dtype)
-        return made[framework, dtype]
-
-    return get
+    """Each framework's correct probes, computed once per dtype."""
+    return functools.cache(probes)
 
 
 @pytest.mark.parametrize("control", CONTROLS, ids=list(CONTROLS))
