@@ -137,6 +137,7 @@ def test_native_init_end_to_end(tmp_path: Path) -> None:
     tolerances = {c["name"]: c["tolerance"] for c in doc["parity"]["checks"]}
     assert tolerances == {
         **dict.fromkeys(parity.STAGE_CHECKS.values(), 1e-12),  # the float64 stages start from the shared weights
+        parity.STAGE_CHECKS["loop"]: 0.0,  # and the loop follows the shared batch order: exactly
         "test accuracy: max pairwise difference (points)": 1.0,
         "test loss: max pairwise difference": 0.05,
     }

@@ -216,8 +216,11 @@ def optax_weight_decay(mp: pytest.MonkeyPatch) -> None:
     import optax
     from flax import nnx
 
+    def sgd_with_decay(learning_rate: float, momentum: float) -> optax.GradientTransformation:
+        return optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(learning_rate, momentum=momentum))
+
     def make_optimizer(cfg: MnistConfig, model):
-        tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(cfg.lr, momentum=cfg.momentum))
+        tx = optax.inject_hyperparams(sgd_with_decay)(learning_rate=cfg.lr, momentum=cfg.momentum)
         return nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     mp.setattr(module("jax"), "make_optimizer", make_optimizer)
@@ -245,7 +248,7 @@ def optax_epsilon_in_sqrt(mp: pytest.MonkeyPatch) -> None:
     from flax import nnx
 
     def make_optimizer(cfg: MnistConfig, model):
-        tx = optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=0.0, eps_root=cfg.eps)
+        tx = optax.inject_hyperparams(optax.adam)(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=0.0, eps_root=cfg.eps)
         return nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     mp.setattr(module("jax"), "make_optimizer", make_optimizer)
@@ -503,7 +506,7 @@ def test_correct_code_agrees_in_every_stage(optimizer: str, correct: Callable, t
     tolerance is its own 1e-10: stages.ADAM_UPDATE)."""
     result = verdict(tmp_path, {f: correct(f, optimizer) for f in FRAMEWORKS}, optimizer)
     assert result["status"] == parity.AGREE
-    assert all(c["value"] < c["tolerance"] / 5 for c in result["checks"]), result["checks"]
+    assert all(c["value"] <= c["tolerance"] / 5 for c in result["checks"]), result["checks"]  # the loop: 0 of 0
 
 
 # --- Through compare.py: a patched copy of the project ---
