@@ -16,7 +16,7 @@ DATASET ?= mnist
 # node: the frameworks then run on the CPU, and `compare.py --check-setup` says why).
 GPU ?=
 
-.PHONY: run test data lint format bench plane read clean builds switch
+.PHONY: run test data lint format bench plane read clean builds switch gpu-check
 
 # The first GPU nvidia-smi lists ("GPU 0: NVIDIA H200"), else nothing, and why nothing.
 FIRST_GPU := /^GPU [0-9]/{s/ (UUID:.*//;p;q;}
@@ -75,6 +75,11 @@ plane: $(STAMP)
 
 bench: $(STAMP) data
 	$(PY) compare.py --task mnist --dataset $(DATASET) --benchmark $(ARGS)
+
+# On a machine with an NVIDIA GPU, in one screen: what each framework sees, a short strict run that must AGREE and a
+# --fast run with its tolerances (common/run/gpucheck.py); without a GPU it says so in one line and exits 1.
+gpu-check: $(STAMP) data
+	$(PY) -m common.run.gpucheck $(ARGS)
 
 # One line: which builds the venv has or gets, and why; `make -n run` prints it too, then the set-up's commands
 # without running them.

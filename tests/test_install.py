@@ -19,28 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, nvidia_smi, path_without_nvidia_smi
 
 MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="needs make (apt-get install make)")
 
 # nvidia-smi where it lists one H200, and where it is installed but cannot reach a driver.
-H200 = """#!/bin/sh
-case "$1" in
-  -L) echo "GPU 0: NVIDIA H200 (UUID: GPU-3f1e2d4c-0000-1111-2222-333344445555)" ;;
-  *) echo "NVIDIA H200, 580.159.04, 143771 MiB" ;;
-esac
-"""
-NO_DRIVER = """#!/bin/sh
-echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver." >&2
-exit 9
-"""
-
-
-def path_without_nvidia_smi() -> str:
-    """This PATH less the folders that hold a real nvidia-smi, so that only the stand-in answers."""
-    dirs = os.environ.get("PATH", "").split(os.pathsep)
-    return os.pathsep.join(d for d in dirs if d and not (Path(d) / "nvidia-smi").exists())
+H200 = nvidia_smi(1)
+NO_DRIVER = nvidia_smi(0)
 
 
 def make(tmp_path: Path, smi: str | None, *args: str) -> subprocess.CompletedProcess:

@@ -421,7 +421,7 @@ def test_per_replica_mean_fails_the_data_parallel_check(tmp_path: Path) -> None:
         "tf.nn.compute_average_loss(losses), logits",
         "tf.reduce_mean(losses), logits",
     )
-    proc, doc = compare_in(copy, "--frameworks", "pytorch,tensorflow", "--devices", "2", *TINY)
+    proc, doc = compare_in(copy, "--frameworks", "pytorch,tensorflow", "--devices", "2", "--device", "cpu", *TINY)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in doc["parity"]["checks"]}
     engine = {name: c["passed"] for name, c in checks.items() if ": 2 devices vs one, " in name}

@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-from common import settings
+from common import environment, settings
 from common.config import BY_NAME, RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
@@ -69,7 +69,7 @@ def worker_env(cfg: RunConfig, framework: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices drown the output
-    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX would take 75% of GPU memory up front
+    environment.share_gpu_memory(env)  # JAX and TensorFlow would take most of the GPU's memory up front
     if cfg.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["JAX_PLATFORMS"] = "cpu"
