@@ -49,6 +49,10 @@ EXTRAS := all$(if $(filter gpu,$(SET)),-cuda)
 # PyPI's torch 2.13.0 is built with CUDA 13, TensorFlow and JAX's plugin with CUDA 12, and these wheels of the
 # two CUDA versions write the same files: the CUDA 12 ones go in last (constraints-gpu.txt says why).
 CUDA12_LAST := nvidia-cudnn-cu12 nvidia-nccl-cu12 nvidia-nvshmem-cu12
+# PyTorch's own, CUDA 13's, in a folder its workers alone put first on their path (common/run/launch.py): each
+# framework then loads the cuDNN, NCCL and NVSHMEM it was built for (README, "GPU builds").
+TORCH_OWN := $(VENV)/framework-libs/pytorch
+TORCH_CUDA13 := nvidia-cudnn-cu13 nvidia-nccl-cu13 nvidia-nvshmem-cu13
 
 # The set the venv holds (nothing: no stamp) and the pins changed since it was installed.
 HELD := $(if $(wildcard $(STAMP)),$(or $(shell cat $(STAMP)),cpu))
@@ -94,6 +98,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) $(if $(filter-out $(SET),$(HELD)),switch
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) $(TORCH_INDEX)-e ".[$(EXTRAS),dev]"
 	$(if $(filter gpu,$(SET)),$(PY) -m pip install --quiet --no-deps --force-reinstall -c $(CONSTRAINTS) $(CUDA12_LAST))
+	$(if $(filter gpu,$(SET)),rm -rf $(TORCH_OWN) && $(PY) -m pip install --quiet --no-deps --target $(TORCH_OWN) \
+	  -c $(CONSTRAINTS) $(TORCH_CUDA13))
 	echo $(SET) > $(STAMP)
 
 switch:
