@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common import environment, table
+from common.config import FRAMEWORKS
 from common.verdict import parity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,11 +41,13 @@ def compare_py(*args: str) -> subprocess.CompletedProcess:
 
 
 def on_gpu(out: Path) -> dict[str, bool]:
-    """{framework: whether it runs on a GPU} from --check-setup's records (its --out keeps them)."""
+    """{framework: whether it runs on a GPU} from --check-setup's records (its --out keeps them), in their order."""
     found = {}
-    for path in sorted((out / "runs").glob("*.json")):
-        run = json.loads(path.read_text())
-        found[run["framework"]] = run.get("status") == "ok" and run.get("device") not in (None, "cpu")
+    for name in FRAMEWORKS:
+        path = out / "runs" / f"{name}.json"
+        if path.is_file():
+            run = json.loads(path.read_text())
+            found[name] = run.get("status") == "ok" and run.get("device") not in (None, "cpu")
     return found
 
 
