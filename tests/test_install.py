@@ -390,10 +390,7 @@ def test_only_a_frameworks_own_libraries_come_first_on_its_workers_path(
 
     monkeypatch.setattr(launch, "OWN_LIBRARIES", tmp_path)
     cfg = RunConfig(task="mnist")
-    assert launch.worker_env(cfg, "pytorch")["PYTHONPATH"].split(os.pathsep)[:2] != [
-        str(ROOT),
-        str(tmp_path / "pytorch"),
-    ]
+    assert str(tmp_path) not in launch.worker_env(cfg, "pytorch")["PYTHONPATH"]  # the CPU set has none
     (tmp_path / "pytorch").mkdir()  # the CUDA set installed it
     assert launch.worker_env(cfg, "pytorch")["PYTHONPATH"].split(os.pathsep)[:2] == [
         str(ROOT),
