@@ -86,7 +86,7 @@ def test_gpu_check_where_no_framework_runs_on_the_gpu_says_why_and_trains_nothin
 ) -> None:
     """nvidia-smi lists an H200 (a stand-in), and no framework can use it: each line says why, nothing is trained."""
     if environment.gpu_visible():
-        pytest.skip("this machine has a GPU: make gpu-check trains on it (the tests above)")
+        pytest.skip("nvidia-smi lists a GPU here: make gpu-check would train on it (the tests above)")
     simulated_gpus(1)
     assert gpucheck.main(["--out", str(tmp_path / "check")]) == 1
     lines = capsys.readouterr().out.splitlines()
