@@ -36,15 +36,19 @@ else
   $(error GPU must be 0 (the CPU builds) or 1 (the CUDA builds), got '$(GPU)')
 endif
 label = $(if $(filter gpu,$(1)),CUDA,CPU)
-# constraints.txt pins every package with the CPU builds (torch==2.13.0+cpu, tensorflow-cpu); constraints-gpu.txt
+# constraints.txt pins every package with the CPU builds (torch==2.13.0+cpu, tensorflow-cpu; on Linux aarch64 and
+# macOS arm64 its marked lines, which pip picks by itself: tensorflow, PyPI's torch); constraints-gpu.txt
 # the same versions with the CUDA builds and every CUDA library (README, "Installing one framework, or GPU builds").
 CONSTRAINTS := constraints$(if $(filter gpu,$(SET)),-gpu).txt
 # torch==2.13.0+cpu is served by PyTorch's own CPU index, not by PyPI: the CPU set adds that index where it
 # answers within 5 s, and goes on without it where it does not (a wheel on disk, a mirror: pip's own config).
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 space := $() $()
-TORCH_INDEX = $(if $(filter cpu,$(SET)),$$(curl -fsS -m 5 -o /dev/null $(TORCH_CPU_INDEX)/torch/ 2>/dev/null \
-  && echo --extra-index-url $(TORCH_CPU_INDEX))$(space))
+# Linux x86-64 only: elsewhere constraints.txt pins PyPI's torch===2.13.0, and pip reads PyPI alone, as
+# tests/test_platforms.py resolves it.
+LINUX_X86_64 := $(filter Linux/x86_64,$(shell uname -s)/$(shell uname -m))
+TORCH_INDEX = $(if $(and $(filter cpu,$(SET)),$(LINUX_X86_64)),$$(curl -fsS -m 5 -o /dev/null \
+  $(TORCH_CPU_INDEX)/torch/ 2>/dev/null && echo --extra-index-url $(TORCH_CPU_INDEX))$(space))
 EXTRAS := all$(if $(filter gpu,$(SET)),-cuda)
 # PyPI's torch 2.13.0 is built with CUDA 13, TensorFlow and JAX's plugin with CUDA 12, and these wheels of the
 # two CUDA versions write the same files: the CUDA 12 ones go in last (constraints-gpu.txt says why).

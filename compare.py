@@ -43,11 +43,12 @@ from common.config import (
     default_lr,
 )
 from common.data import PLANE_POINTS, user_data_dir
+from common.datasets import TRAIN_EXAMPLES
 from common.errors import UserError
 from common.io import atomic_write_json
 from common.metrics import plane_optimum
 from common.report import report, seedreport
-from common.run import launch
+from common.run import launch, placement
 from common.run.arguments import (
     batch_sizes,
     check_arguments,
@@ -64,8 +65,6 @@ from common.run.arguments import (
 from common.run.fetch import prepare_data
 from common.verdict import parity, seeds
 from common.weights import load_canonical
-
-N_TRAIN = 60_000
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -87,7 +86,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     )
     if mnist.eval_params:
         load_canonical(mnist.eval_params)  # refuse a bad checkpoint here, once, with exit 2
-    n_train = min(args.train_limit or N_TRAIN, N_TRAIN)
+    n_train = min(args.train_limit or TRAIN_EXAMPLES, TRAIN_EXAMPLES)
     for size in sizes:
         if size > n_train:
             raise UserError(f"--batch-size {size} is larger than the training set ({n_train} examples)")
@@ -245,7 +244,7 @@ def summary(doc: dict[str, Any]) -> str:
     if parallel:
         lines += ["", "Data-parallel", table.text(*parallel)]
     if doc["parity"].get("stages"):
-        lines += ["", "Stages (float64, from the shared start on the run's first batches)"]
+        lines += ["", f"Stages ({table.STAGES_TITLE})"]
         lines.append(table.text(*table.stages_table(doc["parity"]["stages"])))
     if doc["parity"]["checks"] or doc["parity"]["note"]:
         lines += ["", f"Parity ({doc['parity']['note']})" if doc["parity"]["note"] else "Parity"]
@@ -294,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.report:
             return rerender(Path(args.report))
-        cfg = build_config(args)
+        cfg = placement.settle(build_config(args))  # --device auto: where the frameworks can all run
         if cfg.setup_only:
             return check_setup(cfg, temporary=args.out is None)
         cfg = preflight(cfg)

@@ -39,7 +39,9 @@ FRAMEWORKS = tuple(f.name for f in REGISTRY)
 BY_NAME = {f.name: f for f in REGISTRY}
 TASKS = ("plane", "mnist")
 
-Device = Literal["auto", "cpu", "gpu"]
+# auto: one kind of device for all, the CPU where some would take a GPU and others not (common/run/placement.py);
+# each: every framework its own best device.
+Device = Literal["auto", "each", "cpu", "gpu"]
 Dtype = Literal["float32", "float64"]
 # --precision: "float32" computes in the weights' dtype; "bfloat16" is mixed precision (bfloat16 compute,
 # float32 weights, gradients and optimizer state), each framework's own idiom (docs/mixed-precision.md).
@@ -167,6 +169,7 @@ class RunConfig:
     task: Literal["plane", "mnist"]
     frameworks: tuple[str, ...] = FRAMEWORKS
     device: Device = "auto"
+    device_choice: str = ""  # --device auto's line where it put every framework on the CPU (common.run.placement)
     fast: bool = False  # GPU: allow TF32 and non-deterministic kernels
     seed: int = 0
     seeds: tuple[int, ...] = ()  # --seeds: two or more seeds, each a whole run (common.verdict); () = one run of `seed`

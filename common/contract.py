@@ -138,6 +138,7 @@ MNIST = Module(
             ),
         ),
         one("optimizer", "make_optimizer", "8", "9", "10"),
+        one("optimizer", "hyperparameters", "19"),
         Row(
             "optimizer",
             (

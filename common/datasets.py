@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from common.errors import UserError
 
 FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-# Uncompressed sizes (IDX header + 60,000 or 10,000 examples), the same for both datasets: the
+TRAIN_EXAMPLES, TEST_EXAMPLES = 60_000, 10_000  # in both datasets
+# Uncompressed sizes (IDX header + the examples), the same for both datasets: the
 # bound on in-memory decompression, so a hostile .gz cannot inflate without limit.
 RAW_SIZES = {
-    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
-    "train-labels-idx1-ubyte": 8 + 60_000,
-    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
-    "t10k-labels-idx1-ubyte": 8 + 10_000,
+    "train-images-idx3-ubyte": 16 + TRAIN_EXAMPLES * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + TRAIN_EXAMPLES,
+    "t10k-images-idx3-ubyte": 16 + TEST_EXAMPLES * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + TEST_EXAMPLES,
 }
 
 

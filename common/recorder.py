@@ -1,9 +1,11 @@
 """The one way every framework's training loop reports what it did.
 
-A framework's loop hands over NumPy copies of its step losses every few steps and its test
-logits after every epoch; the Recorder checks the losses for NaN/inf, drives the progress
-bar and turns logits into test loss and accuracy with common.metrics. The loops themselves
-stay written out in each framework's own mnist.py.
+A framework's loop hands over, before each step, what the recipe fixes for it (the examples it
+trains on and the optimizer's hyperparameters in force, read from the framework's own optimizer);
+every few steps NumPy copies of the step losses; after every epoch the test logits. The Recorder
+checks the losses for NaN/inf, drives the progress bar, turns logits into test loss and accuracy
+with common.metrics, and keeps the loop record that common.loop compares exactly across
+frameworks. The loops themselves stay written out in each framework's own mnist.py.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ class Recorder:
         self.epochs: list[dict[str, float]] = []
         self.test_logits: np.ndarray | None = None  # the last epoch's, for the evaluation stage (common.stages)
         self.bar = progress_bar(framework, epochs * steps_per_epoch, quiet)
+        # The loop record (common.loop): each step's examples and hyperparameters, each epoch's step count.
+        self.batches: list[np.ndarray] = []
+        self.hyperparameters: list[dict[str, Any]] = []  # as the framework hands them, converted in loop()
+        self.epoch_steps: list[int] = []
+
+    def batch(self, idx: Any, hyperparameters: dict[str, Any]) -> None:
+        """Before a step: the positions of its examples in the training subset, and the optimizer's hyperparameters
+        in force, as the framework's own scalars (a device's are copied to the host once, in loop())."""
+        self.batches.append(np.asarray(idx).ravel())
+        self.hyperparameters.append(hyperparameters)
 
     def steps(self, losses: np.ndarray) -> None:
         """Record the losses of the steps since the last call (host copies)."""
@@ -59,6 +71,7 @@ class Recorder:
                 f"predict returned {len(test_logits)} rows of logits for {len(self.test_labels)} test images"
             )
         epoch_losses = self.step_losses[-self.steps_per_epoch :]
+        self.epoch_steps.append(len(self.batches) - sum(self.epoch_steps))
         self.test_logits = np.asarray(test_logits)
         self.epochs.append(
             {
@@ -69,6 +82,18 @@ class Recorder:
                 "seconds": seconds,
             }
         )
+
+    def loop(self) -> dict[str, np.ndarray]:
+        """The loop record (loops/<framework>.npz): every step's examples (one flat array, cut by batch_sizes, so a
+        partial batch fits too), each hyperparameter at every step in float32 (where the three frameworks hold the
+        same number exactly), and the steps of each epoch."""
+        names = list(self.hyperparameters[0]) if self.hyperparameters else []
+        return {
+            "examples": np.concatenate([np.zeros(0, np.int64), *self.batches]).astype(np.int32),
+            "batch_sizes": np.asarray([len(b) for b in self.batches], dtype=np.int32),
+            **{f"hyper/{n}": np.asarray([h[n] for h in self.hyperparameters], dtype=np.float32) for n in names},
+            "epoch_steps": np.asarray(self.epoch_steps, dtype=np.int32),
+        }
 
     def close(self) -> None:
         if self.bar is not None:

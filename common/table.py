@@ -158,17 +158,35 @@ def no_gpu_note(missing: dict[str, Any] | None) -> str:
     return f"; no GPU: {missing['reason']}" + (f"; fix: {missing['fix']}" if missing.get("fix") else "")
 
 
-# --- The float64 stages (common.stages): a row per stage, a column per pair of frameworks ---
+# --- The float64 stages and the loop (common.stages): a row per stage, a column per pair of frameworks ---
+
+STAGES_TITLE = "the float64 stages from the shared start on the run's first batches, the loop over every step exactly"
 
 
 def stages_table(stages: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]:
-    """Each pair's largest difference per stage; where a pair parts, where first and by how much."""
+    """Each pair's largest difference per stage; where a pair parts, where first and by how much. The loop's
+    row also names each framework whose loop departs from the recipe, in a column of its own."""
     pairs = list(stages[0]["pairs"]) if stages else []
+    recipe = any("recipe" in stage for stage in stages)
     rows = []
     for stage in stages:
-        cells = [
-            f"{p['value']:.2g}" if p["passed"] else f"PARTS at {p['where']} ({p['value']:.2g})"
-            for p in (stage["pairs"][pair] for pair in pairs)
-        ]
-        rows.append([stage["stage"], *cells, f"{stage['tolerance']:.0e}"])
-    return ("float64 stage", *pairs, "tolerance"), rows
+        cells = [cell(stage["stage"], stage["pairs"][pair]) for pair in pairs]
+        if recipe:
+            cells.append(against_recipe(stage))
+        rows.append([stage["stage"], *cells, f"{stage['tolerance']:.0e}" if stage["tolerance"] else "exact"])
+    return ("stage", *pairs, *(["against the recipe"] if recipe else []), "tolerance"), rows
+
+
+def cell(stage: str, pair: dict[str, Any]) -> str:
+    """A pair's cell: its largest difference, or where it first parts and by how much (the loop: in steps)."""
+    if stage == "loop":
+        return "identical" if pair["passed"] else f"PARTS at {pair['where']} ({pair['value']:.0f} steps)"
+    return f"{pair['value']:.2g}" if pair["passed"] else f"PARTS at {pair['where']} ({pair['value']:.2g})"
+
+
+def against_recipe(stage: dict[str, Any]) -> str:
+    """The loop row's last cell: 'agree', or each framework that departs from the recipe, where first."""
+    if "recipe" not in stage:
+        return "-"
+    departed = stage["recipe"]
+    return "; ".join(f"{name} PARTS at {d['where']}" for name, d in departed.items()) or "all agree"

@@ -92,6 +92,7 @@ def run_mnist(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, Any]:
         mnist.train(cfg, model, data, recorder, device)
     finally:
         recorder.close()
+    atomic_save_npz(cfg.out_dir / "loops" / f"{name}.npz", recorder.loop())  # common.loop: every step, exactly
     params_path = cfg.out_dir / "params" / f"{name}.npz"
     save_canonical(params_path, mnist.get_params(model))
     return {
@@ -126,10 +127,15 @@ def save_first_checks(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str, 
 
 
 def stage_config(cfg: RunConfig) -> RunConfig:
-    """The run's recipe in float64, for one epoch of the stage data (its first STEPS batches)."""
+    """The run's recipe in float64, for stages.EPOCHS epochs of the stage data (the run's first STEPS batches)."""
     m64 = replace(
-        cfg.mnist, dtype="float64", precision="float32", epochs=1, eval_batch_size=stages.EVAL_BATCH, init="shared"
-    )  # the stages stay float64 whatever --precision the run trains in
+        cfg.mnist,
+        dtype="float64",
+        precision="float32",  # the stages stay float64 whatever --precision the run trains in
+        epochs=stages.EPOCHS,
+        eval_batch_size=stages.EVAL_BATCH,
+        init="shared",
+    )
     return replace(cfg, mnist=m64, quiet=True)
 
 
@@ -150,7 +156,7 @@ def run_stages(cfg: RunConfig, fw: ModuleType, device: str) -> dict[str, np.ndar
         # The update stage's first batch is the run's first batch (common.stages.stage_rows).
         first = batch_order(len(data.train_labels), b, cfg.seed, epoch=0)[0]
         probe = mnist.probe(model, data.train_images[first], data.train_labels[first], device)
-        recorder = Recorder("stages", data.test_labels, 1, stages.STEPS, b, quiet=True)
+        recorder = Recorder("stages", data.test_labels, stages.EPOCHS, stages.STEPS, b, quiet=True)
         mnist.train(s64, model, data, recorder, device)
         weights = mnist.get_params(model)
     logits = recorder.test_logits
@@ -248,6 +254,7 @@ def run_parallel(cfg: RunConfig, fw: ModuleType, data: Mnist, device: str) -> di
         recorder.close()
     entry = engine.record()
     if chief:  # only rank 0 evaluates and records
+        atomic_save_npz(cfg.out_dir / "loops" / f"{name}.npz", recorder.loop())
         params_path = cfg.out_dir / "params" / f"{name}.npz"
         save_canonical(params_path, parallel.get_params(model))
         entry |= {**recorder.result(), "params": str(params_path.relative_to(cfg.out_dir))}
@@ -260,7 +267,7 @@ def parallel_stage(cfg: RunConfig, fw: ModuleType, engine: Engine, device: str) 
     parallel = importlib.import_module(f"{fw.__name__}.parallel")
     runtime = importlib.import_module(f"{fw.__name__}.runtime")
     s64, data = stage_config(cfg), stage_inputs(cfg)
-    recorder = Recorder("stages", data.test_labels, 1, stages.STEPS, cfg.mnist.batch_size, quiet=True)
+    recorder = Recorder("stages", data.test_labels, stages.EPOCHS, stages.STEPS, cfg.mnist.batch_size, quiet=True)
     with runtime.float64():
         model, optimizer = parallel.create_model(engine, s64.mnist, mnist_init(cfg.seed), device)
         parallel.train(s64, engine, model, optimizer, data, recorder, device)

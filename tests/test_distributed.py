@@ -233,8 +233,10 @@ def test_a_command_line_error_is_one_line_from_the_shell() -> None:
 def write_reference(out: Path, framework: str, gap: float) -> None:
     """The single device's stage and probe, and the engine's side `gap` apart in its step losses."""
     rng = np.random.default_rng(0)
-    losses = np.linspace(2.3, 1.0, stages.STEPS)
-    single, probe, engine = {"update/losses": losses}, {}, {"parallel/losses": losses * (1 + gap)}
+    losses = np.linspace(2.3, 1.0, stages.EPOCHS * stages.STEPS)
+    engine_losses = losses.copy()
+    engine_losses[11:] *= 1 + gap  # from the second epoch's second step on
+    single, probe, engine = {"update/losses": losses}, {}, {"parallel/losses": engine_losses}
     for key, shape in CANONICAL_SHAPES.items():
         single[f"update/{key}"] = engine[f"parallel/params/{key}"] = rng.normal(size=shape)
         probe[f"grad/{key}"] = engine[f"parallel/grads/{key}"] = rng.normal(size=shape)
@@ -250,11 +252,17 @@ def test_parallel_checks_come_per_framework_and_fail_on_a_gap(tmp_path: Path) ->
     write_reference(tmp_path, "jax", 1e-9)
     runs = [{"framework": "pytorch", "status": "ok"}, {"framework": "jax", "status": "ok"}]
     checks = {c["name"]: c for c in parity.parallel_checks(cfg, runs)}
-    losses = f"first {stages.STEPS} step losses (float64): max relative difference"
+    losses = "the update stage's 20 step losses (float64): relative difference"
     assert checks[f"pytorch: 2 devices vs one, {losses}"]["value"] == 0
     jax_losses = checks[f"jax: 2 devices vs one, {losses}"]
     assert jax_losses["value"] == pytest.approx(1e-9) and not jax_losses["passed"]
+    assert jax_losses["detail"] == "parts at step 12 (epoch 2, step 2) by 1e-09"  # where, as the stages name it
     assert len(checks) == 6 and sum(c["passed"] for c in checks.values()) == 5
+    result = parity.with_stages(parity.verdict(list(checks.values()), runs), [])
+    assert (
+        parity.headline(result)
+        == f"DISAGREE: jax: 2 devices vs one, {losses} (parts at step 12 (epoch 2, step 2) by 1e-09)"
+    )
 
 
 def test_a_missing_reference_fails_its_checks(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests.conftest import ROOT, nvidia_smi, path_without_nvidia_smi
 
@@ -237,13 +238,20 @@ def test_new_pins_update_the_venv_in_place(tmp_path: Path) -> None:
 # --- The two constraint files: the same versions, CPU builds in one and CUDA builds in the other ---
 
 
+# Both files are compared as pip reads them on Linux x86-64 (constraints.txt's other platforms: test_platforms.py).
+LINUX_X86_64 = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11"}
+
+
+def holds(requirement: Requirement) -> bool:
+    return requirement.marker is None or requirement.marker.evaluate(LINUX_X86_64)
+
+
 def pins(name: str) -> dict[str, str]:
-    """{normalised package name: the pin's specifier}, e.g. {'torch': '==2.13.0+cpu'}."""
+    """{normalised package name: the pin's specifier} on Linux x86-64, e.g. {'torch': '==2.13.0+cpu'}."""
     found = {}
     for line in (ROOT / name).read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            package, specifier = re.fullmatch(r"([A-Za-z0-9_.-]+)(===?\S+)", line.strip()).groups()
-            found[re.sub(r"[-_.]+", "-", package).lower()] = specifier
+        if line.strip() and not line.startswith("#") and holds(req := Requirement(line)):
+            found[re.sub(r"[-_.]+", "-", req.name).lower()] = str(req.specifier)
     return found
 
 
@@ -268,7 +276,7 @@ def test_every_extra_is_pinned() -> None:
     """pyproject's extras name packages; each constraint file pins every one its set installs."""
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     named = {
-        name: {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", r).group()).lower() for r in reqs}
+        name: {re.sub(r"[-_.]+", "-", req.name).lower() for req in map(Requirement, reqs) if holds(req)}
         for name, reqs in extras.items()
     }
     cpu, gpu = pins("constraints.txt"), pins("constraints-gpu.txt")

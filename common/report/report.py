@@ -201,7 +201,7 @@ def parity_section(verdict: dict[str, Any]) -> str:
     if verdict.get("note"):
         lines.append(verdict["note"])
     if verdict.get("stages"):
-        lines.append("Stages in float64, from the shared start on the run's first batches (common/stages.py):")
+        lines.append(f"Stages: {table.STAGES_TITLE} (common/stages.py, common/loop.py):")
         lines.append(table.markdown(*table.stages_table(verdict["stages"])))
     if verdict["checks"]:
         lines.append(table.markdown(*table.checks_table(verdict["checks"])))

@@ -27,7 +27,13 @@ def make_parser() -> Parser:
     p = Parser(description="Compare PyTorch, TensorFlow and JAX on one task.")
     p.add_argument("--task", choices=TASKS, default="mnist")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: all three)")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument(
+        "--device",
+        choices=("auto", "each", "cpu", "gpu"),
+        default="auto",
+        help="auto: the device every framework can run on (the CPU where only some see a GPU); each: every framework"
+        " its own (frameworks on a GPU and on the CPU are not compared)",
+    )
     p.add_argument(
         "--fast", action="store_true", help="GPU: allow TF32 and non-deterministic kernels (always on with --benchmark)"
     )

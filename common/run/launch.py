@@ -27,6 +27,7 @@ from common.io import atomic_write_json
 from common.results import not_run
 from common.run import cluster
 from common.table import setup_line, summary_line
+from common.verdict import handback
 
 ROOT = Path(__file__).resolve().parents[2]
 # How to install a framework's modules (common.config.REGISTRY): its pyproject extra has its name.
@@ -314,7 +315,7 @@ def run_all(cfg: RunConfig) -> list[dict[str, Any]]:
             runs.append(skipped)
             continue
         try:
-            runs.append(run_one(framework, cfg, job))
+            runs.append(handback.checked(cfg, run_one(framework, cfg, job)))  # what the verdict can read, or why not
             if not cfg.quiet:
                 print(summary_line(runs[-1]), file=sys.stderr, flush=True)
         except KeyboardInterrupt:

@@ -174,12 +174,13 @@ def normalise(name: str) -> str:
 
 
 def pinned_versions(root: Path) -> dict[str, str]:
-    """Distribution -> version, from the `name==version` lines of constraints.txt (local tags dropped)."""
+    """Distribution -> version, from the `name==version` lines of constraints.txt (local tags and a platform's
+    environment marker dropped: every platform's line pins the same version)."""
     pins = {}
     for line in (root / "constraints.txt").read_text().splitlines():
-        name, sep, version = line.split("#")[0].strip().partition("==")
+        name, sep, version = line.split("#")[0].split(";")[0].strip().partition("==")
         if sep:
-            pins[normalise(name)] = version.split("+")[0]
+            pins[normalise(name)] = version.lstrip("=").split("+")[0]
     return pins
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from common import stages
+from common import loop, stages
 from common.config import RunConfig
+from common.parallel import prefixed
 from common.stages import relative_to_max  # one measure for the stages and the float32 checks
 from common.weights import CANONICAL_SHAPES
 
@@ -189,7 +190,7 @@ def mnist_parity(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
         return split
     if cfg.mnist.eval_params:
         return verdict(eval_checks(cfg.out_dir, ok), runs, note="one checkpoint scored by every framework")
-    table = stage_table(cfg.out_dir, ok, cfg.mnist.optimizer)
+    table = stage_table(cfg.out_dir, ok, cfg.mnist.optimizer, loop.expected(cfg.mnist, cfg.seed))
     staged = stage_checks(table)
     if cfg.mnist.init == "native":
         note = (
@@ -223,28 +224,38 @@ def mnist_parity(cfg: RunConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- The float64 stages (common.stages): where two frameworks first part ---
 
+UPDATE_STEPS = f"{stages.EPOCHS} epochs of {stages.STEPS} steps"
 STAGE_CHECKS = {
     "forward": "float64 forward pass: every layer's output, max abs difference / layer max",
     "loss": "float64 loss on the first batch: relative difference",
     "gradients": "float64 gradients: max abs difference / tensor max",
-    "update": f"float64 update, {stages.STEPS} steps of each training loop: step losses and weights, relative",
+    "loop": "the loop at every step of the run: batch, hyperparameters, epochs; steps that differ",
+    "update": f"float64 update, {UPDATE_STEPS} of each training loop: step losses and weights, relative",
     "evaluation": f"float64 evaluation, predict on {stages.EVAL_IMAGES} test images: logits / tensor max",
 }
 
 
-def stage_table(out_dir: Path, ok: list[dict[str, Any]], optimizer: str) -> list[dict[str, Any]]:
-    """Each stage for each pair, from stages/<framework>.npz; [] when a run recorded none."""
-    paths = {r["framework"]: out_dir / "stages" / f"{r['framework']}.npz" for r in ok}
-    if not all(path.is_file() for path in paths.values()):
+def stage_table(
+    out_dir: Path, ok: list[dict[str, Any]], optimizer: str, recipe: dict[str, np.ndarray] | None = None
+) -> list[dict[str, Any]]:
+    """Each stage for each pair, from stages/<framework>.npz and the loops' records (loops/<framework>.npz, where
+    every framework trained), the loops also against `recipe` (common.loop.expected); [] when a run recorded none."""
+    names = [r["framework"] for r in ok]
+    if not all((out_dir / "stages" / f"{name}.npz").is_file() for name in names):
         return []
-    return stages.compare({name: load_arrays(out_dir, "stages", name) for name in paths}, optimizer)
+    records = {name: load_arrays(out_dir, "stages", name) for name in names}
+    if all((out_dir / "loops" / f"{name}.npz").is_file() for name in names):
+        records = {name: records[name] | prefixed("loop", load_arrays(out_dir, "loops", name)) for name in names}
+    return stages.compare(records, optimizer, recipe)
 
 
 def stage_checks(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One check per stage: its worst pair, and where that pair parts (or differs most)."""
+    """One check per stage: its worst pair (or a loop against the recipe), and where it parts (or differs most)."""
     checks = []
     for stage in table:
-        pair, worst = max(stage["pairs"].items(), key=lambda item: (not item[1]["passed"], item[1]["value"]))
+        against = {f"{name} vs {loop.RECIPE}": found for name, found in (stage.get("recipe") or {}).items()}
+        candidates = {**stage["pairs"], **{pair: {**found, "passed": False} for pair, found in against.items()}}
+        pair, worst = max(candidates.items(), key=lambda item: (not item[1]["passed"], item[1]["value"]))
         detail = f"{pair} at {worst['where']}"
         checks.append(check(STAGE_CHECKS[stage["stage"]], worst["value"], stage["tolerance"], detail))
     return checks
@@ -395,14 +406,15 @@ def parallel_checks(cfg: RunConfig, ok: list[dict[str, Any]]) -> list[dict[str, 
         engine = optional_arrays(cfg.out_dir, "probes", f"{name}-parallel")
         single = optional_arrays(cfg.out_dir, "stages", name)
         probe = optional_arrays(cfg.out_dir, "probes", name)
-        for label, value, tolerance in (
+        steps = stages.EPOCHS * stages.STEPS
+        for label, (where, value), tolerance in (
             (
-                f"first {stages.STEPS} step losses (float64): max relative difference",
-                losses_apart(single.get("update/losses"), engine.get("parallel/losses")),
+                f"the update stage's {steps} step losses (float64): relative difference",
+                losses_apart(single.get("update/losses"), engine.get("parallel/losses"), PARALLEL_FLOAT64),
                 PARALLEL_FLOAT64,
             ),
             (
-                f"weights after {stages.STEPS} steps (float64): max abs difference / tensor max",
+                f"weights after the update stage's {steps} steps (float64): max abs difference / tensor max",
                 tensors_apart(single, "update/", engine, "parallel/params/"),
                 stages.tolerance("update", cfg.mnist.optimizer),  # Adam's own (stages.ADAM_UPDATE says why)
             ),
@@ -412,7 +424,8 @@ def parallel_checks(cfg: RunConfig, ok: list[dict[str, Any]]) -> list[dict[str, 
                 grads,
             ),
         ):
-            checks.append(check(f"{name}: {cfg.parallel.devices} devices vs one, {label}", value, tolerance))
+            detail = f"parts at {where} by {value:.2g}" if not value <= tolerance else f"largest at {where}"
+            checks.append(check(f"{name}: {cfg.parallel.devices} devices vs one, {label}", value, tolerance, detail))
     return checks
 
 
@@ -422,16 +435,20 @@ def optional_arrays(out_dir: Path, folder: str, name: str) -> dict[str, np.ndarr
     return load_arrays(out_dir, folder, name) if path.is_file() else {}
 
 
-def losses_apart(single: np.ndarray | None, engine: np.ndarray | None) -> float:
-    if single is None or engine is None or len(single) != len(engine):
-        return float("inf")  # never recorded: the check fails rather than pass on nothing
-    return relative_difference(single.tolist(), engine.tolist())
+def losses_apart(single: np.ndarray | None, engine: np.ndarray | None, limit: float) -> tuple[str, float]:
+    """Where the engine's step losses first part from one device's (stages.step_name), else where they differ most."""
+    if single is None or engine is None:
+        return "no step losses recorded", float("inf")  # never recorded: the check fails rather than pass on nothing
+    found = stages.first_apart(stages.losses_apart(single, engine), limit)
+    return found["where"], found["value"]
 
 
 def tensors_apart(
     a: dict[str, np.ndarray], a_prefix: str, b: dict[str, np.ndarray], b_prefix: str, keys: tuple[str, ...] = ()
-) -> float:
+) -> tuple[str, float]:
+    """The tensor that differs most (max abs difference / tensor max), and by how much."""
     keys = keys or tuple(CANONICAL_SHAPES)
-    if not all(a_prefix + k in a and b_prefix + k in b for k in keys):
-        return float("inf")
-    return max(relative_to_max(a[a_prefix + k], b[b_prefix + k]) for k in keys)
+    missing = [k for k in keys if a_prefix + k not in a or b_prefix + k not in b]
+    if missing:
+        return f"{missing[0]}, not recorded", float("inf")
+    return max(((k, relative_to_max(a[a_prefix + k], b[b_prefix + k])) for k in keys), key=lambda item: item[1])

@@ -86,11 +86,23 @@ def get_params(model: Net) -> dict[str, np.ndarray]:
 
 def make_optimizer(cfg: MnistConfig, model: Net) -> nnx.Optimizer:
     """Every constant spelled out, so the three frameworks visibly use the same ones."""
+    # Optax: inject_hyperparams keeps the numeric hyperparameters in the optimizer state, where they can be
+    # read (hyperparameters) and changed; the update is the same function of the same numbers
     if cfg.optimizer == "sgd":
-        tx = optax.sgd(learning_rate=cfg.lr, momentum=cfg.momentum, nesterov=False)
+        tx = optax.inject_hyperparams(optax.sgd)(learning_rate=cfg.lr, momentum=cfg.momentum, nesterov=False)
     else:
-        tx = optax.adam(learning_rate=cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps, eps_root=0.0)
+        adam = optax.inject_hyperparams(optax.adam)
+        tx = adam(learning_rate=cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps, eps_root=0.0)
     return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+def hyperparameters(optimizer: nnx.Optimizer) -> dict[str, jax.Array]:
+    """The recipe's hyperparameters in force, as Optax's users log them: from the state inject_hyperparams keeps
+    (arrays on the device: the Recorder copies them to the host once)."""
+    h = optimizer.opt_state.hyperparams
+    if "momentum" in h:  # SGD
+        return {"lr": h["learning_rate"][...], "momentum": h["momentum"][...]}
+    return {"lr": h["learning_rate"][...], "beta1": h["b1"][...], "beta2": h["b2"][...]}
 
 
 def loss_fn(model: Net, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -158,7 +170,10 @@ def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: s
         order = batch_order(len(y_train), m.batch_size, cfg.seed, epoch)
         start = time.perf_counter()
         for chunk in chunks(order, m.log_every):
-            losses = [train_step(model, optimizer, x_train, y_train, jnp.asarray(idx)) for idx in chunk]
+            losses = []
+            for idx in chunk:
+                recorder.batch(idx, hyperparameters(optimizer))  # what this step trains on, and with what
+                losses.append(train_step(model, optimizer, x_train, y_train, jnp.asarray(idx)))
             recorder.steps(np.asarray(jax.device_get(losses)))  # one host read per chunk
         seconds = time.perf_counter() - start
         recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))

@@ -118,8 +118,12 @@ def train(
         order = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch)
         start = time.perf_counter()
         for chunk in chunks(order, m.log_every):
-            batches = [shard(engine, data.train_images[idx], data.train_labels[idx], device) for idx in chunk]
-            losses = [train_step(model, optimizer, x, y) for x, y in batches]
+            losses = []
+            for idx in chunk:
+                settings = jax.tree.map(lambda v: v.addressable_data(0), mnist.hyperparameters(optimizer))
+                recorder.batch(idx, settings)  # what this step trains on, and with what (this process's copies)
+                x, y = shard(engine, data.train_images[idx], data.train_labels[idx], device)
+                losses.append(train_step(model, optimizer, x, y))
             recorder.steps(np.array([local(loss) for loss in losses]))  # one host read per chunk
         seconds = time.perf_counter() - start
         if chief:  # a single-device copy: the mesh may span other processes, which do not evaluate

@@ -71,6 +71,15 @@ def make_optimizer(cfg: MnistConfig, model: Net) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
 
+def hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The recipe's hyperparameters in force, as PyTorch's users log them: from the optimizer's param_groups
+    (where an LR scheduler writes the learning rate)."""
+    group = optimizer.param_groups[0]
+    if "momentum" in group:  # SGD
+        return {"lr": group["lr"], "momentum": group["momentum"]}
+    return {"lr": group["lr"], "beta1": group["betas"][0], "beta2": group["betas"][1]}
+
+
 def loss_fn(model: Net, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy of the logits; PyTorch losses take (prediction, target)."""
     with autocast(model, x):
@@ -142,10 +151,12 @@ def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: s
         order = batch_order(len(y_train), m.batch_size, cfg.seed, epoch)
         start = time.perf_counter()
         for chunk in chunks(order, m.log_every):
-            losses = [
-                train_step(model, optimizer, x_train, y_train, torch.as_tensor(idx, device=x_train.device))
-                for idx in chunk
-            ]
+            losses = []
+            for idx in chunk:
+                recorder.batch(idx, hyperparameters(optimizer))  # what this step trains on, and with what
+                losses.append(
+                    train_step(model, optimizer, x_train, y_train, torch.as_tensor(idx, device=x_train.device))
+                )
             recorder.steps(torch.stack(losses).cpu().numpy())  # one host read per chunk
         seconds = time.perf_counter() - start
         recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))

@@ -96,6 +96,15 @@ def make_optimizer(cfg: MnistConfig, model: Net) -> tf.keras.optimizers.Optimize
     return optimizer
 
 
+def hyperparameters(optimizer: tf.keras.optimizers.Optimizer) -> dict[str, float]:
+    """The recipe's hyperparameters in force, as Keras's users log them: from the optimizer's attributes
+    (learning_rate is a variable, or a schedule's value at this step)."""
+    lr = optimizer.learning_rate.numpy()  # a copy now: the variable itself would be read later
+    if isinstance(optimizer, tf.keras.optimizers.SGD):
+        return {"lr": lr, "momentum": optimizer.momentum}
+    return {"lr": lr, "beta1": optimizer.beta_1, "beta2": optimizer.beta_2}
+
+
 def adam_epsilon(optimizer: tf.keras.optimizers.Optimizer) -> None:
     """Before each Adam step: Keras's epsilon at step t that makes its update PyTorch's (make_optimizer)."""
     if isinstance(optimizer, tf.keras.optimizers.Adam):
@@ -174,7 +183,10 @@ def train(cfg: RunConfig, model: Net, data: Mnist, recorder: Recorder, device: s
         order = batch_order(len(y_train), m.batch_size, cfg.seed, epoch)
         start = time.perf_counter()
         for chunk in chunks(order, m.log_every):
-            losses = [train_step(model, optimizer, x_train, y_train, tf.constant(idx)) for idx in chunk]
+            losses = []
+            for idx in chunk:
+                recorder.batch(idx, hyperparameters(optimizer))  # what this step trains on, and with what
+                losses.append(train_step(model, optimizer, x_train, y_train, tf.constant(idx)))
             recorder.steps(tf.stack(losses).numpy())  # one host read per chunk
         seconds = time.perf_counter() - start
         recorder.epoch(seconds, predict(model, x_test, m.eval_batch_size))

@@ -144,8 +144,11 @@ def train(
         order = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch)
         start = time.perf_counter()
         for chunk in chunks(order, m.log_every):
-            batches = [shard(engine, data.train_images[idx], data.train_labels[idx], device) for idx in chunk]
-            losses = [train_step(model, optimizer, x, y) for x, y in batches]
+            losses = []
+            for idx in chunk:
+                recorder.batch(idx, mnist.hyperparameters(optimizer))  # what this step trains on, and with what
+                x, y = shard(engine, data.train_images[idx], data.train_labels[idx], device)
+                losses.append(train_step(model, optimizer, x, y))
             recorder.steps(tf.stack(losses).numpy())  # one host read per chunk
         seconds = time.perf_counter() - start
         if chief:
