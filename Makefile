@@ -16,7 +16,7 @@ DATASET ?= mnist
 # node: the frameworks then run on the CPU, and `compare.py --check-setup` says why).
 GPU ?=
 
-.PHONY: run test data lint format bench plane read clean builds switch
+.PHONY: run test data lint format bench plane read clean builds switch gpu-check
 
 # The first GPU nvidia-smi lists ("GPU 0: NVIDIA H200"), else nothing, and why nothing.
 FIRST_GPU := /^GPU [0-9]/{s/ (UUID:.*//;p;q;}
@@ -53,6 +53,10 @@ EXTRAS := all$(if $(filter gpu,$(SET)),-cuda)
 # PyPI's torch 2.13.0 is built with CUDA 13, TensorFlow and JAX's plugin with CUDA 12, and these wheels of the
 # two CUDA versions write the same files: the CUDA 12 ones go in last (constraints-gpu.txt says why).
 CUDA12_LAST := nvidia-cudnn-cu12 nvidia-nccl-cu12 nvidia-nvshmem-cu12
+# PyTorch's own, CUDA 13's, in a folder its workers alone put first on their path (common/run/launch.py): each
+# framework then loads the cuDNN, NCCL and NVSHMEM it was built for (README, "GPU builds").
+TORCH_OWN := $(VENV)/framework-libs/pytorch
+TORCH_CUDA13 := nvidia-cudnn-cu13 nvidia-nccl-cu13 nvidia-nvshmem-cu13
 
 # The set the venv holds (nothing: no stamp) and the pins changed since it was installed.
 HELD := $(if $(wildcard $(STAMP)),$(or $(shell cat $(STAMP)),cpu))
@@ -80,6 +84,11 @@ plane: $(STAMP)
 bench: $(STAMP) data
 	$(PY) compare.py --task mnist --dataset $(DATASET) --benchmark $(ARGS)
 
+# On a machine with an NVIDIA GPU, in one screen: what each framework sees, a short strict run that must AGREE and a
+# --fast run with its tolerances (common/run/gpucheck.py); without a GPU it says so in one line and exits 1.
+gpu-check: $(STAMP) data
+	$(PY) -m common.run.gpucheck $(ARGS)
+
 # One line: which builds the venv has or gets, and why; `make -n run` prints it too, then the set-up's commands
 # without running them.
 builds:
@@ -93,6 +102,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) $(if $(filter-out $(SET),$(HELD)),switch
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) $(TORCH_INDEX)-e ".[$(EXTRAS),dev]"
 	$(if $(filter gpu,$(SET)),$(PY) -m pip install --quiet --no-deps --force-reinstall -c $(CONSTRAINTS) $(CUDA12_LAST))
+	$(if $(filter gpu,$(SET)),rm -rf $(TORCH_OWN) && $(PY) -m pip install --quiet --no-deps --target $(TORCH_OWN) \
+	  -c $(CONSTRAINTS) $(TORCH_CUDA13))
 	echo $(SET) > $(STAMP)
 
 switch:

@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,18 @@ def gpu_visible() -> bool:
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
         return False
     return bool(list(Path("/dev").glob("nvidia[0-9]*"))) or bool(gpu_info())
+
+
+# How the frameworks take GPU memory in every process that imports one: JAX reserves 75% of the GPU at its first
+# operation and TensorFlow nearly all of it, so that a second process on the same GPU (the next framework's worker, a
+# data-parallel rank, another pytest worker) would find none. PyTorch's caching allocator takes memory as it goes.
+# Read when each framework initialises its GPU, so set before any framework is imported.
+GPU_MEMORY = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
+def share_gpu_memory(env: MutableMapping[str, str]) -> None:
+    """GPU_MEMORY into `env`: a worker's environment (common.run.launch), the test processes' (tests/conftest.py)."""
+    env.update(GPU_MEMORY)
 
 
 def usable_cores() -> int:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import compare
-from common import environment, stages, table
+from common import stages, table
 from common.config import MnistConfig, ParallelConfig, RunConfig
 from common.parallel import PROCESS_ID, first_batches, replica_rows
 from common.run import cluster
@@ -27,8 +27,9 @@ from tests.conftest import (
 )
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
-# Tiny runs: 10 steps of 60 (divisible by 2 and 3); the reference compares the first 30 steps.
-TINY = ("--train-limit", "600", "--epochs", "1", "--batch-size", "60")
+# Tiny runs: 10 steps of 60 (divisible by 2 and 3); the reference compares the first 30 steps. On the CPU's
+# simulated devices, whatever GPUs the machine has (on GPUs: tests/test_gpu.py).
+TINY = ("--train-limit", "600", "--epochs", "1", "--batch-size", "60", "--device", "cpu")
 
 
 def config(devices: int, processes: int | None = None, **kw) -> RunConfig:
@@ -206,15 +207,14 @@ def test_torchruns_report_names_the_root_cause_first() -> None:
 )
 def test_bad_parallel_arguments_exit_2(args: tuple[str, ...], message: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    assert compare.main([*args, "--out", str(out), "--quiet"]) == 2
+    assert compare.main([*args, "--device", "cpu", "--out", str(out), "--quiet"]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
     assert not out.exists()  # refused before the output directory is made
 
 
-def test_more_gpus_than_exist_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.setattr(environment, "gpu_visible", lambda: True)
-    monkeypatch.setattr(cluster, "visible_gpus", lambda: ["0", "1"])
-    assert compare.main(["--devices", "4", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+def test_more_gpus_than_exist_exit_2(tmp_path: Path, simulated_gpus, capsys) -> None:
+    simulated_gpus(2)
+    assert compare.main(["--devices", "4", "--device", "auto", "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert capsys.readouterr().err == (
         "error: --devices 4: this machine shows 2 GPUs; give at most that many, or --device cpu to simulate "
         "devices on the CPU\n"
@@ -222,7 +222,7 @@ def test_more_gpus_than_exist_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_a_command_line_error_is_one_line_from_the_shell() -> None:
-    proc = run_compare("--devices", "2", "--batch-size", "25", timeout=120)
+    proc = run_compare("--devices", "2", "--device", "cpu", "--batch-size", "25", timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == "error: --batch-size 25 does not split evenly over --devices 2; choose a multiple of 2\n"
 
@@ -613,7 +613,8 @@ def test_the_speed_table_says_what_its_devices_are(device: str, shown: str) -> N
 @pytest.mark.jax
 def test_benchmark_times_each_engine_against_one_device(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    args = ("--benchmark", "--devices", "1,2", "--train-limit", "600", "--batch-size", "60", "--settings", "fastest")
+    args = ("--benchmark", "--devices", "1,2", "--device", "cpu", "--train-limit", "600", "--batch-size", "60")
+    args += ("--settings", "fastest")
     proc = run_compare(*args, "--windows", "2", "--window-steps", "3", "--out", str(out), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads((out / "bench.json").read_text())["rows"]

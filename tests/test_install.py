@@ -20,28 +20,14 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, nvidia_smi, path_without_nvidia_smi
 
 MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="needs make (apt-get install make)")
 
 # nvidia-smi where it lists one H200, and where it is installed but cannot reach a driver.
-H200 = """#!/bin/sh
-case "$1" in
-  -L) echo "GPU 0: NVIDIA H200 (UUID: GPU-3f1e2d4c-0000-1111-2222-333344445555)" ;;
-  *) echo "NVIDIA H200, 580.159.04, 143771 MiB" ;;
-esac
-"""
-NO_DRIVER = """#!/bin/sh
-echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver." >&2
-exit 9
-"""
-
-
-def path_without_nvidia_smi() -> str:
-    """This PATH less the folders that hold a real nvidia-smi, so that only the stand-in answers."""
-    dirs = os.environ.get("PATH", "").split(os.pathsep)
-    return os.pathsep.join(d for d in dirs if d and not (Path(d) / "nvidia-smi").exists())
+H200 = nvidia_smi(1)
+NO_DRIVER = nvidia_smi(0)
 
 
 def make(tmp_path: Path, smi: str | None, *args: str) -> subprocess.CompletedProcess:
@@ -166,7 +152,8 @@ RUN = [
 
 @needs_make
 def test_with_a_gpu_make_run_installs_the_cuda_builds_and_records_them(tmp_path: Path) -> None:
-    """The CUDA set from constraints-gpu.txt, CUDA 12's cuDNN, NCCL and NVSHMEM last, and the stamp says gpu."""
+    """The CUDA set from constraints-gpu.txt, CUDA 12's cuDNN, NCCL and NVSHMEM last, PyTorch's CUDA 13 ones in a
+    folder of their own, and the stamp says gpu."""
     venv = tmp_path / "venv"
     proc = make(tmp_path, H200, "-n", "run")
     assert proc.returncode == 0, proc.stderr
@@ -176,6 +163,8 @@ def test_with_a_gpu_make_run_installs_the_cuda_builds_and_records_them(tmp_path:
         *setup_commands(venv, "constraints-gpu.txt", "all-cuda"),
         f"{venv}/bin/python -m pip install --quiet --no-deps --force-reinstall -c constraints-gpu.txt"
         " nvidia-cudnn-cu12 nvidia-nccl-cu12 nvidia-nvshmem-cu12",
+        f"rm -rf {venv}/framework-libs/pytorch && {venv}/bin/python -m pip install --quiet --no-deps --target"
+        f" {venv}/framework-libs/pytorch -c constraints-gpu.txt nvidia-cudnn-cu13 nvidia-nccl-cu13 nvidia-nvshmem-cu13",
         f"echo gpu > {venv}/.installed",
         *(line.format(venv=venv) for line in RUN),
     ]
@@ -353,3 +342,100 @@ def test_the_cuda_builds_resolve_against_the_package_index(tmp_path: Path) -> No
         if p in chosen and gpu[p].lstrip("=") != chosen[p]["metadata"]["version"]
     }
     assert moved == {}
+
+
+# --- The CUDA set installed: each framework's worker loads the CUDA libraries it was built for ---
+
+# Run in a framework's worker environment: what the process has loaded of cuDNN, NCCL and NVSHMEM, with the versions
+# their own calls give (ctypes: no GPU needed), and what the framework was built with.
+LOADED = """
+import ctypes, json, re, sys
+built = {}
+if sys.argv[1] == "pytorch":
+    import torch
+    built = {"cuda": torch.version.cuda, "cudnn": "%d.%d" % tuple(torch._C._cudnn.getCompileVersion()[:2]),
+             "nccl": "%d.%d" % torch.cuda.nccl.version()[:2]}
+else:
+    import jax
+    from jax_cuda12_plugin import _versions
+    try:
+        jax.devices()  # the plugin loads its libraries; without a GPU it then falls back to the CPU
+    except RuntimeError:
+        pass
+    cudnn = _versions.cudnn_build_version()
+    built = {"cuda": "%d.%d" % divmod(_versions.cuda_runtime_build_version() // 10, 100),
+             "cudnn": "%d.%d" % (cudnn // 10000, cudnn // 100 % 100)}
+found = {}
+for path in sorted({l.split()[-1] for l in open("/proc/self/maps") if re.search(r"/lib(cudnn|nccl)\\.so", l)}):
+    lib = ctypes.CDLL(path)
+    if "cudnn" in path:
+        lib.cudnnGetVersion.restype = lib.cudnnGetCudartVersion.restype = ctypes.c_size_t
+        v, cuda = lib.cudnnGetVersion(), lib.cudnnGetCudartVersion()
+        found["cudnn"] = {"path": path, "version": "%d.%d" % (v // 10000, v // 100 % 100), "cuda": cuda // 1000}
+    else:
+        v = ctypes.c_int()
+        lib.ncclGetVersion(ctypes.byref(v))
+        found["nccl"] = {"path": path, "version": "%d.%d" % (v.value // 10000, v.value // 100 % 100)}
+print(json.dumps({"built": built, "loaded": found}))
+"""
+
+
+def cuda_builds() -> str:
+    """'' where PyTorch's CUDA build and JAX's CUDA 12 plugin are installed, else why not."""
+    import importlib.metadata
+    import importlib.util
+
+    if "+cpu" in importlib.metadata.version("torch") or not importlib.util.find_spec("jax_cuda12_plugin"):
+        return "the CPU builds are installed: nothing loads CUDA libraries (make run GPU=1 installs the CUDA builds)"
+    return ""
+
+
+def test_only_a_frameworks_own_libraries_come_first_on_its_workers_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common.config import RunConfig
+    from common.run import launch
+
+    monkeypatch.setattr(launch, "OWN_LIBRARIES", tmp_path)
+    cfg = RunConfig(task="mnist")
+    assert str(tmp_path) not in launch.worker_env(cfg, "pytorch")["PYTHONPATH"]  # the CPU set has none
+    (tmp_path / "pytorch").mkdir()  # the CUDA set installed it
+    assert launch.worker_env(cfg, "pytorch")["PYTHONPATH"].split(os.pathsep)[:2] == [
+        str(ROOT),
+        str(tmp_path / "pytorch"),
+    ]
+    for other in ("tensorflow", "jax"):
+        assert str(tmp_path) not in launch.worker_env(cfg, other)["PYTHONPATH"]
+
+
+def loaded_by(framework: str) -> dict:
+    from common.config import RunConfig
+    from common.run import launch
+
+    env = launch.worker_env(RunConfig(task="mnist"), framework)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADED, framework], env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.pytorch
+@pytest.mark.jax
+def test_each_framework_loads_the_cuda_libraries_it_was_built_for() -> None:
+    """PyTorch (CUDA 13) its own cuDNN and NCCL from framework-libs/pytorch; JAX (CUDA 12) CUDA 12's from
+    site-packages, where the Makefile put CUDA 12's last. Both wheels write the same files (README, "GPU builds")."""
+    why = cuda_builds()
+    if why:
+        pytest.skip(why)
+    torch = loaded_by("pytorch")
+    assert "/framework-libs/pytorch/nvidia/cudnn/lib/" in torch["loaded"]["cudnn"]["path"]
+    assert torch["loaded"]["cudnn"]["version"] == torch["built"]["cudnn"]  # 9.20
+    assert str(torch["loaded"]["cudnn"]["cuda"]) == torch["built"]["cuda"].split(".")[0]  # 13
+    assert torch["loaded"]["nccl"]["version"] == torch["built"]["nccl"]  # 2.29
+    jax = loaded_by("jax")
+    assert "/site-packages/nvidia/cudnn/lib/" in jax["loaded"]["cudnn"]["path"]
+    assert str(jax["loaded"]["cudnn"]["cuda"]) == jax["built"]["cuda"].split(".")[0]  # 12
+    # cuDNN 9 runs what was built with an older 9.x (JAX checks the same when it starts on a GPU).
+    built, loaded = (tuple(map(int, v.split("."))) for v in (jax["built"]["cudnn"], jax["loaded"]["cudnn"]["version"]))
+    assert loaded[0] == built[0] and loaded >= built

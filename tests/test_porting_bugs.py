@@ -563,7 +563,7 @@ def test_per_replica_mean_fails_the_data_parallel_check(tmp_path: Path) -> None:
         "frameworks/tensorflow/parallel.py",
         {"tf.nn.compute_average_loss(losses), logits": "tf.reduce_mean(losses), logits"},
     )
-    proc, doc = compare_in(copy, "--frameworks", "pytorch,tensorflow", "--devices", "2", *TINY)
+    proc, doc = compare_in(copy, "--frameworks", "pytorch,tensorflow", "--devices", "2", "--device", "cpu", *TINY)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in doc["parity"]["checks"]}
     engine = {name: c["passed"] for name, c in checks.items() if ": 2 devices vs one, " in name}
@@ -583,7 +583,17 @@ def test_a_data_parallel_loop_without_the_epoch_fails_at_the_loop(tmp_path: Path
     order = "order = batch_order(len(data.train_labels), m.batch_size, cfg.seed, epoch)"
     copy = patched_copy(tmp_path, "frameworks/jax/parallel.py", {order: order.replace("epoch)", "0)")})
     proc, doc = compare_in(
-        copy, "--frameworks", "tensorflow,jax", "--devices", "2", *TINY[:2], "--epochs", "2", *TINY[4:]
+        copy,
+        "--frameworks",
+        "tensorflow,jax",
+        "--devices",
+        "2",
+        "--device",
+        "cpu",
+        *TINY[:2],
+        "--epochs",
+        "2",
+        *TINY[4:],
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert (

@@ -126,7 +126,10 @@ def test_float16_on_a_cpu_is_refused() -> None:
         (("--compile", "on"), "error: --compile applies to --benchmark only"),
         (("--benchmark", "--compile", "fast"), "error: --compile: unknown fast; choose from off, on"),
         (("--precision", "bfloat16", "--dtype", "float64"), "error: --precision bfloat16 keeps float32 weights"),
-        (("--precision", "bfloat16", "--devices", "2"), "error: --precision bfloat16 is built for one device"),
+        (
+            ("--precision", "bfloat16", "--devices", "2", "--device", "cpu"),
+            "error: --precision bfloat16 is built for one device",
+        ),
         (("--task", "plane", "--precision", "bfloat16"), "error: --precision applies to --task mnist"),
     ],
 )

@@ -75,7 +75,7 @@ def refused(capsys: pytest.CaptureFixture, *args: str) -> str:
         ),
         (["--seeds", "0-4", "--benchmark"], "error: --seeds repeats training and --benchmark times steps: choose one"),
         (
-            ["--seeds", "0-4", "--devices", "2"],
+            ["--seeds", "0-4", "--devices", "2", "--device", "cpu"],
             "error: --seeds with --devices is not supported yet: check the engines on one --seed",
         ),
         (

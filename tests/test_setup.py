@@ -18,8 +18,8 @@ import compare
 from common import environment, results, table
 from common.config import RunConfig
 from common.verdict import parity
-from tests.conftest import ROOT, load_results, run_compare, runs_by_framework
-from tests.test_install import H200, path_without_nvidia_smi
+from tests.conftest import ROOT, load_results, path_without_nvidia_smi, run_compare, runs_by_framework
+from tests.test_install import H200
 
 # The convolutions' kernel libraries each framework may report on a CPU (frameworks/*/runtime.py kernels).
 CPU_KERNELS = {
@@ -122,8 +122,9 @@ def test_check_setup_trains_nothing_so_refuses_training_options() -> None:
 @pytest.mark.jax
 def test_a_run_starts_with_the_short_line_and_records_it(tmp_path: Path) -> None:
     """Without --quiet, each framework's first line is its setup in short; results.json keeps the whole of it."""
+    plane = ("--task", "plane", "--frameworks", "jax", "--device", "cpu", "--out", str(tmp_path))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "compare.py"), "--task", "plane", "--frameworks", "jax", "--out", str(tmp_path)],
+        [sys.executable, str(ROOT / "compare.py"), *plane],
         cwd=ROOT,
         capture_output=True,
         text=True,

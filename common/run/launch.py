@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-from common import settings
+from common import environment, settings
 from common.config import BY_NAME, RunConfig
 from common.io import atomic_write_json
 from common.results import not_run
@@ -32,6 +32,10 @@ from common.verdict import handback
 ROOT = Path(__file__).resolve().parents[2]
 # How to install a framework's modules (common.config.REGISTRY): its pyproject extra has its name.
 INSTALL = 'pip install -c constraints.txt -e ".[{name}]"'
+# CUDA libraries that one framework loads and the others must not: the CUDA set puts PyTorch's CUDA 13 cuDNN, NCCL and
+# NVSHMEM in <venv>/framework-libs/pytorch, apart from the CUDA 12 ones TensorFlow and JAX load from site-packages,
+# which hold one of each (README, "GPU builds"). torch loads them from the first folder on its sys.path that has them.
+OWN_LIBRARIES = Path(sys.prefix) / "framework-libs"
 GROUP_TAG = "TRIPTYCH_GROUP"  # marks every process of one framework's run (Group.stop)
 POLL_SECONDS = 0.05
 STOP_SECONDS = 5.0
@@ -68,9 +72,11 @@ def install_hint(framework: str) -> str:
 def worker_env(cfg: RunConfig, framework: str | None = None) -> dict[str, str]:
     """Environment of a worker: device visibility, strict numerics, quiet logs, the framework's settings."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    own = OWN_LIBRARIES / framework if framework else None
+    own_path = str(own) if own and own.is_dir() else None  # before site-packages: these, not the shared ones
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), own_path, env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices drown the output
-    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX would take 75% of GPU memory up front
+    environment.share_gpu_memory(env)  # JAX and TensorFlow would take most of the GPU's memory up front
     if cfg.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["JAX_PLATFORMS"] = "cpu"
