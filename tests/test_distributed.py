@@ -434,6 +434,23 @@ def test_a_killed_replica_stops_its_framework_and_the_others_finish(tmp_path: Pa
     assert_columns_line_up(proc.stdout.split("\n\n")[0])
 
 
+@pytest.mark.distributed
+@pytest.mark.pytorch
+def test_a_replica_that_aborts_in_cpp_is_named_and_its_last_words_stay_in_the_log(tmp_path: Path) -> None:
+    """std::terminate in a replica (issue 29's "terminate called without an active exception"): one line, the log."""
+    terminate = "import ctypes\nctypes.CDLL('libstdc++.so.6')._ZSt9terminatev()"  # the C++ runtime's own abort
+    env, pids = rank_hook(tmp_path, "pytorch", terminate)
+    out = tmp_path / "run"
+    proc = run_compare(*TINY, "--devices", "2", "--frameworks", "pytorch", "--out", str(out), env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    log = out / "logs" / "pytorch.log"
+    cause = "rank 1 killed by SIGABRT; the other ranks were stopped"
+    assert runs_by_framework(load_results(out))["pytorch"]["error"] == f"{cause} (see {log})"
+    assert "terminate called without an active exception" in log.read_text()
+    assert "terminate called" not in proc.stdout + proc.stderr
+    assert_all_ended(pids, 2)
+
+
 def assert_only_our_lines(terminal: str, log: Path, detail: str) -> None:
     """The engine's report (`detail`, its traceback, its absl lines) is in the log, never on the terminal."""
     assert detail in log.read_text() and "Traceback (most recent call last):" in log.read_text()
