@@ -7,6 +7,7 @@ backward. The model, loss, optimizer and evaluation are mnist.py's own.
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
@@ -24,6 +25,12 @@ from frameworks.pytorch import mnist
 def setup(cfg: RunConfig, device: str) -> Engine:
     """Join the process group torchrun prepared: gloo between CPU processes, NCCL between CUDA GPUs."""
     backend = "nccl" if device.startswith("cuda") else "gloo"
+    # torch.distributed.nn.functional binds group.WORLD as its functions' default argument when it is first
+    # imported, which DDP does (through torch.distributed._shard). Imported after init_process_group, those
+    # defaults held the group to the end: destroy_process_group left gloo's threads and connections running,
+    # and Python's finalization tore them down, at times aborting the replica (issue 29, close()). Imported
+    # before, they hold None, and the group ends with the last DDP model that uses it.
+    importlib.import_module("torch.distributed.nn.functional")
     dist.init_process_group(backend)  # env://: RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT come from torchrun
     par = cfg.parallel
     launcher = "torchrun --standalone" if par.processes is None else f"torchrun --nnodes {par.processes}"
@@ -109,5 +116,14 @@ def train(
 
 
 def close(engine: Engine) -> None:
-    """Leave the process group: every rank, once rank 0 has written what it records."""
+    """Every rank meets once more, after rank 0 has written what it records, then all leave the group.
+
+    A replica used to leave as soon as its last step was done, while rank 0 still evaluated the test
+    set, and its gloo threads and connections outlived destroy_process_group (setup() says why) into
+    Python's finalization, which tore them down under a peer that still held them open: 4 of 36
+    float64 runs on a 2-core EPYC aborted so ("terminate called without an active exception",
+    issue 29). Now the ranks leave together, as TensorFlow's and JAX's engines do, and the group
+    ends on the main thread when the worker drops its DDP models, before the interpreter finalizes.
+    """
+    dist.barrier()
     dist.destroy_process_group()
