@@ -28,7 +28,8 @@ bad = dtype == "float64" and run % 2 == 1
 error = "rank 1 killed by SIGABRT" if bad else ""
 runs = [{"framework": "pytorch", "status": "failed" if bad else "ok", "error": error}]
 runs.append({"framework": "jax", "status": "ok"})
-(out / "results.json").write_text(json.dumps({"runs": runs}))
+checks = [{"name": "test loss", "passed": not (dtype == "float32" and run == 3)}]
+(out / "results.json").write_text(json.dumps({"runs": runs, "parity": {"checks": checks}}))
 sys.exit(1 if bad else 0)
 """
 
@@ -52,15 +53,17 @@ def test_repeated_runs_are_counted_and_failures_kept(tmp_path: Path, monkeypatch
         "framework": "pytorch",
         "status": "failed",
         "error": "rank 1 killed by SIGABRT",
+        "failed_checks": [],
         "seconds": json.loads(lines[2])["seconds"],
     }
     kept = sorted(p.name for p in (tmp_path / "rep").iterdir() if p.is_dir())
-    failed = ["devices-float64-1", "devices-float64-3", "processes-float32-2"]
-    assert kept == [*failed, "processes-float64-1", "processes-float64-2", "processes-float64-3"]  # only failures
+    failed = ["devices-float32-3", "devices-float64-1", "devices-float64-3", "processes-float32-2"]
+    failed += ["processes-float32-3", "processes-float64-1", "processes-float64-2", "processes-float64-3"]
+    assert kept == failed  # only runs where something failed, a parity check included
     assert (tmp_path / "rep" / "devices-float64-1" / "compare.txt").is_file()
     text = repeat.table(plan, counts)
-    assert "pytorch     devices    float64     3   1       2" in text
-    assert "jax         devices    float32     3   3       0" in text
+    assert "pytorch     devices    float64     3   1       2              0" in text
+    assert "jax         devices    float32     3   3       0              1" in text  # run 3's failed check
 
 
 def test_the_command_is_a_small_run_of_every_framework(tmp_path: Path) -> None:

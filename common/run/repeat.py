@@ -22,11 +22,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 # The smallest run that still exercises every step of a data-parallel run: the float64 stages, the engine's
 # first-step probe, ten steps of training, rank 0's evaluation, every replica leaving the group.
 SMALL = ("--task", "mnist", "--train-limit", "600", "--epochs", "1", "--batch-size", "60")
+STATUSES = ("ok", "failed", "skipped", "interrupted")  # a framework entry's status in results.json
 MODES = {"devices": ("--devices", "2"), "processes": ("--devices", "2", "--processes", "2")}
 
 
@@ -49,14 +51,18 @@ def command(plan: Plan, mode: str, dtype: str, out: Path) -> list[str]:
     return [sys.executable, str(ROOT / "compare.py"), *options, "--timeout", f"{plan.timeout:g}", "--out", str(out)]
 
 
-def outcomes(out: Path, frameworks: tuple[str, ...], code: int) -> list[dict[str, str]]:
-    """Each framework's status and error in one run; a run that left no results.json failed for all of them."""
+def outcomes(out: Path, frameworks: tuple[str, ...], code: int) -> list[dict[str, Any]]:
+    """Each framework's status and error in one run, and the run's parity checks that failed (the engines
+    against one device, and the frameworks against each other); a run that left no results.json failed for all."""
     try:
-        runs = {r["framework"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+        doc = json.loads((out / "results.json").read_text())
+        runs = {r["framework"]: r for r in doc["runs"]}
+        failed_checks = [c["name"] for c in doc["parity"]["checks"] if not c["passed"]]
     except (OSError, ValueError, KeyError):
-        runs = {}
+        runs, failed_checks = {}, []
     missing = {"status": "failed", "error": f"compare.py exited {code} without a result"}
-    return [{"framework": f, **{k: runs.get(f, missing).get(k, "") for k in ("status", "error")}} for f in frameworks]
+    found = [{"framework": f, **{k: runs.get(f, missing).get(k, "") for k in ("status", "error")}} for f in frameworks]
+    return [{**e, "failed_checks": failed_checks} for e in found]
 
 
 def run(plan: Plan) -> Counter:
@@ -72,36 +78,38 @@ def run(plan: Plan) -> Counter:
                         log.write(json.dumps(record) + "\n")
                         log.flush()
                         counts[record["framework"], mode, dtype, record["status"]] += 1
+                        counts[record["framework"], mode, dtype, "checks failed"] += bool(record["failed_checks"])
     return counts
 
 
-def one_run(plan: Plan, i: int, mode: str, dtype: str) -> list[dict]:
+def one_run(plan: Plan, i: int, mode: str, dtype: str) -> list[dict[str, Any]]:
     """compare.py once; a record per framework. A failed run keeps its directory and what compare.py printed."""
     out = plan.out / f"{mode}-{dtype}-{i}"
     start = time.monotonic()
     proc = subprocess.run(command(plan, mode, dtype, out), cwd=ROOT, capture_output=True)
     seconds = round(time.monotonic() - start, 1)
     found = outcomes(out, plan.frameworks, proc.returncode)
-    if all(e["status"] == "ok" for e in found):
+    if all(e["status"] == "ok" and not e["failed_checks"] for e in found):
         shutil.rmtree(out, ignore_errors=True)  # only a failure's directory is worth keeping
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare.txt").write_bytes(proc.stdout + proc.stderr)
         for e in found:
-            if e["status"] != "ok":
-                print(f"run {i} {mode} {dtype}: {e['framework']} {e['status']}: {e['error']}", flush=True)
+            if e["status"] != "ok" or e["failed_checks"]:
+                what = f"{e['status']}: {e['error']}" if e["status"] != "ok" else f"checks failed: {e['failed_checks']}"
+                print(f"run {i} {mode} {dtype}: {e['framework']} {what}", flush=True)
     return [{"run": i, "mode": mode, "dtype": dtype, **e, "seconds": seconds} for e in found]
 
 
 def table(plan: Plan, counts: Counter) -> str:
-    """One line per framework, mode and dtype: runs, ok, failed."""
-    lines = ["framework   mode       dtype    runs  ok  failed"]
+    """One line per framework, mode and dtype: runs, ok, failed, and runs in which a parity check failed."""
+    lines = ["framework   mode       dtype    runs  ok  failed  checks failed"]
     for f in plan.frameworks:
         for mode in plan.modes:
             for dtype in plan.dtypes:
-                ok = counts[f, mode, dtype, "ok"]
-                total = sum(n for (g, m, d, _), n in counts.items() if (g, m, d) == (f, mode, dtype))
-                lines.append(f"{f:<11} {mode:<10} {dtype:<8} {total:>4}  {ok:>2}  {total - ok:>6}")
+                ok, checks = counts[f, mode, dtype, "ok"], counts[f, mode, dtype, "checks failed"]
+                total = sum(n for (g, m, d, s), n in counts.items() if (g, m, d) == (f, mode, dtype) and s in STATUSES)
+                lines.append(f"{f:<11} {mode:<10} {dtype:<8} {total:>4}  {ok:>2}  {total - ok:>6}  {checks:>13}")
     return "\n".join(lines)
 
 
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = parse(sys.argv[1:] if argv is None else argv)
     counts = run(plan)
     print(table(plan, counts))
-    return int(any(status != "ok" for (_, _, _, status) in counts))
+    return int(any(n and status != "ok" for (_, _, _, status), n in counts.items()))
 
 
 if __name__ == "__main__":
