@@ -7,6 +7,7 @@ backward. The model, loss, optimizer and evaluation are mnist.py's own.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import time
 
@@ -21,17 +22,20 @@ from common.parallel import Engine, per_replica, replica_rows
 from common.recorder import Recorder
 from frameworks.pytorch import mnist
 
+# The process group's Python handle: its last reference once the DDP models are gone, dropped at exit (close()).
+HELD: list[dist.ProcessGroup] = []
+
 
 def setup(cfg: RunConfig, device: str) -> Engine:
     """Join the process group torchrun prepared: gloo between CPU processes, NCCL between CUDA GPUs."""
     backend = "nccl" if device.startswith("cuda") else "gloo"
     # torch.distributed.nn.functional binds group.WORLD as its functions' default argument when it is first
-    # imported, which DDP does (through torch.distributed._shard). Imported after init_process_group, those
-    # defaults held the group to the end: destroy_process_group left gloo's threads and connections running,
-    # and Python's finalization tore them down, at times aborting the replica (issue 29, close()). Imported
-    # before, they hold None, and the group ends with the last DDP model that uses it.
+    # imported, which DDP does (through torch.distributed._shard): imported after init_process_group it would hold
+    # the group into Python's finalization (close() says why that must not happen). Imported before, it holds None.
     importlib.import_module("torch.distributed.nn.functional")
     dist.init_process_group(backend)  # env://: RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT come from torchrun
+    HELD.append(dist.group.WORLD)  # the group's last reference, dropped at exit (close())
+    atexit.register(HELD.clear)
     par = cfg.parallel
     launcher = "torchrun --standalone" if par.processes is None else f"torchrun --nnodes {par.processes}"
     return Engine(
@@ -118,12 +122,17 @@ def train(
 def close(engine: Engine) -> None:
     """Every rank meets once more, after rank 0 has written what it records, then all leave the group.
 
-    A replica used to leave as soon as its last step was done, while rank 0 still evaluated the test
-    set, and its gloo threads and connections outlived destroy_process_group (setup() says why) into
-    Python's finalization, which tore them down under a peer that still held them open: 4 of 36
-    float64 runs on a 2-core EPYC aborted so ("terminate called without an active exception",
-    issue 29). Now the ranks leave together, as TensorFlow's and JAX's engines do, and the group
-    ends on the main thread when the worker drops its DDP models, before the interpreter finalizes.
+    Why a replica aborted now and then (issue 29: "terminate called without an active exception",
+    SIGABRT, 4 of 36 float64 runs on a 2-core EPYC): after a collective's result is handed back, one
+    of gloo's worker threads still holds the finished work, and releasing its tensors (the step's
+    loss is a Python tensor) takes the GIL. The group ends when its last reference goes, and that
+    was torch.distributed.nn.functional's default arguments (setup()), dropped during Python's
+    finalization: a worker thread still waiting for the GIL then is ended by Python mid-destructor,
+    and C++ calls std::terminate. Were a DDP Reducer the last reference instead, its destructor,
+    run with the GIL held, would wait for that thread forever (seen here once in 8 runs). So the
+    last reference is HELD, a Python handle whose destructor releases the GIL, dropped at exit
+    while Python is still whole (atexit), after the worker has dropped its DDP models; and the
+    ranks leave together, as TensorFlow's and JAX's engines do.
     """
     dist.barrier()
     dist.destroy_process_group()
