@@ -196,7 +196,7 @@ def table(bench: dict[str, Any]) -> str:
     parts = [*([busy] if busy else []), headline(bench), "", text(*table_rows(bench)), "", *notes(bench)]
     goal_columns, goal_rows = goals(bench)
     if goal_rows:
-        parts += ["", "Goals (training settings, this project's loop)", text(goal_columns, goal_rows)]
+        parts += ["", "Goals (the settings that ran faster here, this project's loop)", text(goal_columns, goal_rows)]
     columns, lines = profile_rows(bench)
     if lines:
         parts += ["", PROFILE_TITLE, text(columns, lines)]
@@ -210,7 +210,7 @@ def markdown_report(bench: dict[str, Any]) -> str:
     parts.append("\n".join(f"- {line}" for line in notes(bench)))
     goal_columns, goal_rows = goals(bench)
     if goal_rows:
-        parts += ["Goals (training settings, this project's loop):", markdown(goal_columns, goal_rows)]
+        parts += ["Goals (the settings that ran faster here, this project's loop):", markdown(goal_columns, goal_rows)]
     columns, lines = profile_rows(bench)
     if lines:
         parts += [PROFILE_TITLE + ":", markdown(columns, lines)]
