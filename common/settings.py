@@ -1,4 +1,7 @@
-"""Each framework's run settings: its own defaults, or the fastest documented settings measured here.
+"""Each framework's run settings: its own defaults, or the fastest ones measured in docs/performance.md.
+
+What "fastest" is on the machine a benchmark runs on is that benchmark's finding, not this table's
+(common.bench.cases.same_as_defaults, common.bench.summary.fastest_finding).
 
 The settings that matter are environment variables a framework reads once, when it starts
 (TensorFlow's oneDNN switch, XLA's flags, OpenMP's wait policy), so the launcher sets them in the worker's

@@ -442,6 +442,42 @@ def test_a_killed_replica_stops_its_framework_and_the_others_finish(tmp_path: Pa
     assert_columns_line_up(proc.stdout.split("\n\n")[0])
 
 
+@pytest.mark.distributed
+@pytest.mark.pytorch
+def test_a_replica_that_aborts_in_cpp_is_named_and_its_last_words_stay_in_the_log(tmp_path: Path) -> None:
+    """std::terminate in a replica (issue 29's "terminate called without an active exception"): one line, the log."""
+    terminate = "import ctypes\nctypes.CDLL('libstdc++.so.6')._ZSt9terminatev()"  # the C++ runtime's own abort
+    env, pids = rank_hook(tmp_path, "pytorch", terminate)
+    out = tmp_path / "run"
+    proc = run_compare(*TINY, "--devices", "2", "--frameworks", "pytorch", "--out", str(out), env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    log = out / "logs" / "pytorch.log"
+    cause = "rank 1 killed by SIGABRT; the other ranks were stopped"
+    assert runs_by_framework(load_results(out))["pytorch"]["error"] == f"{cause} (see {log})"
+    assert "terminate called without an active exception" in log.read_text()
+    assert "terminate called" not in proc.stdout + proc.stderr
+    assert_all_ended(pids, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.pytorch
+def test_a_pytorch_replica_has_left_gloo_before_python_finalizes(tmp_path: Path) -> None:
+    """Issue 29: gloo's threads used to outlive destroy_process_group into Python's finalization, which tore
+    them down (at times aborting the replica). At exit (atexit runs before the modules are finalized)
+    no gloo thread is left in the replica."""
+    seen = tmp_path / "threads.txt"
+    names = "sorted(open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task'))"
+    at_exit = f"import atexit\natexit.register(lambda: open({str(seen)!r}, 'w').write(' '.join({names})))"
+    env, pids = rank_hook(tmp_path, "pytorch", at_exit)
+    out = tmp_path / "run"
+    proc = run_compare(*TINY, "--devices", "2", "--frameworks", "pytorch", "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    threads = seen.read_text().split()
+    assert threads and not [t for t in threads if "gloo" in t], threads  # gloo_tcp_loop, pt_gloo_runloop
+    assert_all_ended(pids, 2)
+
+
 def assert_only_our_lines(terminal: str, log: Path, detail: str) -> None:
     """The engine's report (`detail`, its traceback, its absl lines) is in the log, never on the terminal."""
     assert detail in log.read_text() and "Traceback (most recent call last):" in log.read_text()

@@ -27,15 +27,48 @@ from common.timing import REFERENCE_REPEATS, best_rate, matmul_flop
 REFERENCE_N = 2048  # 2 * 2048^3 = 17.2 GFLOP per multiply: long enough to time, short enough to repeat
 
 
-def worker_settings(framework: str, names: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+def worker_settings(
+    framework: str, names: tuple[str, ...], same_here: bool = False
+) -> list[tuple[str, tuple[str, ...]]]:
     """The settings to run for one framework, each with every name it stands for.
 
-    Where a framework's "fastest" is its defaults (nothing measured faster), one worker
-    stands for both: ('defaults', ('defaults', 'fastest')).
+    Where a framework's "fastest" is its defaults (it sets nothing, or `same_here`: it changes
+    nothing on this machine, see same_as_defaults), one worker stands for both:
+    ('defaults', ('defaults', 'fastest')).
     """
-    if not settings.FASTEST[framework].env:
+    if not settings.FASTEST[framework].env or same_here:
         return [(names[0], names)]
     return [(name, (name,)) for name in names]
+
+
+def same_as_defaults(cfg: RunConfig, framework: str) -> dict[str, Any] | None:
+    """Whether `framework`'s fastest settings change nothing here, asked of the framework itself.
+
+    Each settings starts the framework's worker once, up to the point where it reports the
+    kernels it would run (as --check-setup does): TensorFlow's "fastest" only switches oneDNN on
+    (TF_ENABLE_ONEDNN_OPTS=1), which its Linux builds already do by themselves on CPUs with
+    AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX. The kernels each reported, {'defaults': ..., 'fastest': ...},
+    where both reported the same; None where they differ or either failed to say (then both are timed).
+    """
+    seen = {}
+    for name in ("defaults", "fastest"):
+        one = replace(cfg, frameworks=(framework,), settings=name, setup_only=True)
+        one = replace(one, parallel=replace(cfg.parallel, devices=1))
+        job = cfg.out_dir / "jobs" / f"{framework}-{name}-setup.json"
+        atomic_write_json(job, one.to_dict())
+        entry = launch.run_one(framework, one, job, name=f"{framework}-{name}-setup")
+        if entry["status"] != "ok":
+            return None
+        seen[name] = entry["setup"]["kernels"]
+    return seen if seen["defaults"] == seen["fastest"] else None
+
+
+def probed(cfg: RunConfig, frameworks: list[str]) -> dict[str, dict[str, Any]]:
+    """same_as_defaults for each framework whose "fastest" sets something, where both settings are to be timed."""
+    if not {"defaults", "fastest"} <= set(cfg.bench.settings):
+        return {}
+    found = {f: same_as_defaults(cfg, f) for f in frameworks if settings.FASTEST[f].env}
+    return {f: kernels for f, kernels in found.items() if kernels}
 
 
 def worker_compiles(framework: str, names: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
@@ -61,11 +94,15 @@ def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """
     order = [f for f in cfg.frameworks if not launch.missing_modules(f)]
     runs = [not_run(f, "skipped", not_installed(f)) for f in cfg.frameworks if f not in order]
+    try:
+        same = probed(cfg, order)
+    except KeyboardInterrupt:
+        raise interrupted(runs, [(0, f, name) for f in order for name in cfg.bench.settings]) from None
     workers = [
         (repeat, framework, name, stands_for, devices, precision, compiled, compiles)
         for repeat in range(cfg.bench.repeats)
         for framework in (order if repeat % 2 == 0 else order[::-1])  # alternate: no framework always goes first
-        for name, stands_for in worker_settings(framework, cfg.bench.settings)
+        for name, stands_for in worker_settings(framework, cfg.bench.settings, framework in same)
         for precision in cfg.bench.precisions  # each in a process of its own: a policy, a compiler cache
         for compiled, compiles in worker_compiles(framework, cfg.bench.compiles)
         for devices in cfg.bench.devices  # N > 1: the framework's engine, in processes of its own (torchrun)
@@ -90,6 +127,7 @@ def run(cfg: RunConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             {**entry, "settings": name, "stands_for": list(stands_for), "repeat": repeat + 1, "devices": devices}
             | {"precision": precision, "compile": compiled, "compile_stands_for": list(compiles)}
             | {"load_before": load, "load_after": load_average()}
+            | ({"same_kernels": same[framework]} if framework in same else {})
         )
         if not cfg.quiet:
             on = f", {devices} devices" if devices > 1 else ""

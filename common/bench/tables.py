@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common.bench.goals import goals
-from common.bench.summary import trains_with
+from common.bench.summary import goal_row
 from common.config import BY_NAME
 from common.table import markdown, text
 
@@ -30,7 +30,7 @@ def loop_label(r: dict[str, Any]) -> str:
 
 def settings_label(r: dict[str, Any]) -> str:
     names = " = ".join(r.get("stands_for") or [r["settings"]])
-    return names + (" *" if trains_with(r) else "")
+    return names + (" *" if goal_row(r) else "")
 
 
 def compile_label(r: dict[str, Any]) -> str:
@@ -134,10 +134,10 @@ def notes(bench: dict[str, Any]) -> list[str]:
         " apart",
         "CPU ms/step: CPU time of the worker per step, all its threads (median window): the work done, which a"
         " busy machine stretches far less than wall time",
-        f"of fastest: against the fastest project loop at that batch size; vs textbook: against the same"
-        f" framework's textbook loop; *: the settings training runs use ({bench['training_settings']}, float32,"
-        " the step uncompiled)",
-        f"fastest settings: {fastest}",
+        "of fastest: against the fastest project loop at that batch size; vs textbook: against the same"
+        " framework's textbook loop; *: the settings that ran faster in this run, float32, the step uncompiled"
+        " (what the goals judge)",
+        f"fastest settings (training runs use {bench['training_settings']}): {fastest}",
         f"reference: {ref['what']} ({ref['blas']}) = {ref['gflops']:.1f} GFLOP/s"
         + (f" (best of {len(ref['samples'])} repeats)" if len(ref.get("samples", [])) > 1 else ""),
         f"machine: {cpu}, {env.get('cores')} cores"
@@ -196,7 +196,7 @@ def table(bench: dict[str, Any]) -> str:
     parts = [*([busy] if busy else []), headline(bench), "", text(*table_rows(bench)), "", *notes(bench)]
     goal_columns, goal_rows = goals(bench)
     if goal_rows:
-        parts += ["", "Goals (training settings, this project's loop)", text(goal_columns, goal_rows)]
+        parts += ["", "Goals (the settings that ran faster here, this project's loop)", text(goal_columns, goal_rows)]
     columns, lines = profile_rows(bench)
     if lines:
         parts += ["", PROFILE_TITLE, text(columns, lines)]
@@ -210,7 +210,7 @@ def markdown_report(bench: dict[str, Any]) -> str:
     parts.append("\n".join(f"- {line}" for line in notes(bench)))
     goal_columns, goal_rows = goals(bench)
     if goal_rows:
-        parts += ["Goals (training settings, this project's loop):", markdown(goal_columns, goal_rows)]
+        parts += ["Goals (the settings that ran faster here, this project's loop):", markdown(goal_columns, goal_rows)]
     columns, lines = profile_rows(bench)
     if lines:
         parts += [PROFILE_TITLE + ":", markdown(columns, lines)]

@@ -53,11 +53,16 @@ NOISE = re.compile(
     rb"|WARNING:tensorflow:\d+ out of the last \d+ calls to <function \w+ at 0x[0-9a-f]+> triggered tf\.function"
     rb" retracing\..*)$"
 )
-# The first sign that a process is failing: a Python traceback, or an ERROR/FATAL line in absl format
-# (torchrun's agent, TensorFlow's collectives and coordination service, XLA under jax.distributed).
+# The first sign that a process is failing: a Python traceback, an ERROR/FATAL line in absl format
+# (torchrun's agent, TensorFlow's collectives and coordination service, XLA under jax.distributed), or
+# the last words of a process about to abort: the C++ runtime's (std::terminate: "terminate called
+# without an active exception", "... after throwing an instance of 'gloo::IoException'") or Python's.
 # From there on that process's output is the failure's detail: the log keeps it, the terminal gets
 # the project's one line naming the log (run_one).
-FAILING = re.compile(rb"^(Traceback \(most recent call last\):|[EF]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*)$")
+FAILING = re.compile(
+    rb"^(Traceback \(most recent call last\):|[EF]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*"
+    rb"|terminate called .*|Fatal Python error: .*)$"
+)
 
 
 def missing_modules(framework: str) -> list[str]:
