@@ -76,6 +76,8 @@ def test_the_command_is_a_small_run_of_every_framework(tmp_path: Path) -> None:
         "2",
         "--processes",
         "2",
+        "--device",
+        "cpu",
         "--dtype",
         "float64",
         "--frameworks",

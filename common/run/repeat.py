@@ -29,7 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # first-step probe, ten steps of training, rank 0's evaluation, every replica leaving the group.
 SMALL = ("--task", "mnist", "--train-limit", "600", "--epochs", "1", "--batch-size", "60")
 STATUSES = ("ok", "failed", "skipped", "interrupted")  # a framework entry's status in results.json
-MODES = {"devices": ("--devices", "2"), "processes": ("--devices", "2", "--processes", "2")}
+# Two devices simulated on the CPU, as the issue's reproducer ran (the device named: never left to the machine).
+MODES = {
+    "devices": ("--devices", "2", "--device", "cpu"),
+    "processes": ("--devices", "2", "--processes", "2", "--device", "cpu"),
+}
 
 
 @dataclass(frozen=True)
