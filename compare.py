@@ -42,8 +42,7 @@ from common.config import (
     RunConfig,
     default_lr,
 )
-from common.data import PLANE_POINTS, user_data_dir
-from common.datasets import TRAIN_EXAMPLES
+from common.data import PLANE_POINTS, training_examples, user_data_dir
 from common.errors import UserError
 from common.io import atomic_write_json
 from common.metrics import plane_optimum
@@ -86,7 +85,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     )
     if mnist.eval_params:
         load_canonical(mnist.eval_params)  # refuse a bad checkpoint here, once, with exit 2
-    n_train = min(args.train_limit or TRAIN_EXAMPLES, TRAIN_EXAMPLES)
+    n_train = training_examples(args.train_limit)
     for size in sizes:
         if size > n_train:
             raise UserError(f"--batch-size {size} is larger than the training set ({n_train} examples)")

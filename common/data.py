@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.datasets import FILE_NAMES, MNIST, RAW_SIZES, Dataset, get, identify
+from common.datasets import FILE_NAMES, MNIST, RAW_SIZES, TRAIN_EXAMPLES, Dataset, get, identify
 from common.errors import UserError
 
 # The seed lecture's five points, verbatim: (x, y, value).
@@ -242,6 +242,11 @@ def normalise_split(pixels: Mnist, dtype: str, dataset: str = "mnist") -> Mnist:
 def run_data_dir(data_dir: str | None, dataset: str) -> Path:
     """Where a worker reads: the directory compare.py prepared and verified, else the cache."""
     return Path(data_dir) if data_dir else default_cache_dir(dataset)
+
+
+def training_examples(limit: int | None) -> int:
+    """How many examples a run trains on: --train-limit, at most the whole training set (both datasets' size)."""
+    return min(limit or TRAIN_EXAMPLES, TRAIN_EXAMPLES)
 
 
 def training_subset(n_train: int, limit: int | None, seed: int) -> np.ndarray:

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from common.config import MnistConfig
-from common.data import batch_order
-from common.datasets import TRAIN_EXAMPLES
+from common.data import batch_order, training_examples
 
 RECIPE = "the recipe"
 # The recipe's hyperparameters by optimizer, as MnistConfig names them; each framework reads its own optimizer's.
@@ -25,14 +24,9 @@ HYPERPARAMETERS = {"sgd": ("lr", "momentum"), "adam": ("lr", "beta1", "beta2")}
 WORDS = {"lr": "learning rate"}  # the others read as they are named
 
 
-def training_examples(m: MnistConfig) -> int:
-    """The size of the run's training subset (common.data.training_subset)."""
-    return min(m.train_limit or TRAIN_EXAMPLES, TRAIN_EXAMPLES)
-
-
 def expected(m: MnistConfig, seed: int) -> dict[str, np.ndarray]:
     """The recipe's loop record for a run: the shared batch order of every epoch, constant hyperparameters."""
-    orders = [batch_order(training_examples(m), m.batch_size, seed, epoch) for epoch in range(m.epochs)]
+    orders = [batch_order(training_examples(m.train_limit), m.batch_size, seed, epoch) for epoch in range(m.epochs)]
     steps = sum(len(order) for order in orders)
     return {
         "examples": np.concatenate([order.ravel() for order in orders]).astype(np.int32),

@@ -39,17 +39,19 @@ def arrays(cfg: RunConfig, framework: str) -> dict[str, dict[str, Spec]]:
     size = np.dtype(m.dtype).itemsize  # a bfloat16 run reads its probes in the weights' dtype too
     if m.eval_params:
         return {f"logits/{framework}.npz": {"logits": Spec("f", size, (TEST_EXAMPLES, 10))}}
-    f64 = {**recipe_step(8, b), **prefixed("update/", CANONICAL_SHAPES, 8)}
+    f64 = {**recipe_step(8, b), **float_specs("update/", CANONICAL_SHAPES, 8)}
     f64 |= {"update/losses": Spec("f", 8, (stages.EPOCHS * stages.STEPS,))}
     f64 |= {"evaluation/logits": Spec("f", 8, (stages.EVAL_IMAGES, 10)), "evaluation/accuracy": Spec("f", 8, ())}
     files = {f"stages/{framework}.npz": f64, f"loops/{framework}.npz": loop_specs(cfg)}
-    files[f"params/{framework}.npz"] = prefixed("", CANONICAL_SHAPES, size)
+    files[f"params/{framework}.npz"] = float_specs("", CANONICAL_SHAPES, size)
     if m.init == "shared":
         files[f"probes/{framework}.npz"] = {**recipe_step(size, b), "logits": Spec("f", size, (b, 10))}
         if m.precision != "float32":
             files[f"probes/{framework}-float32.npz"] = files[f"probes/{framework}.npz"]
     if cfg.parallel.enabled:
-        engine = prefixed("parallel/params/", CANONICAL_SHAPES, 8) | prefixed("parallel/grads/", CANONICAL_SHAPES, size)
+        engine = float_specs("parallel/params/", CANONICAL_SHAPES, 8) | float_specs(
+            "parallel/grads/", CANONICAL_SHAPES, size
+        )
         files[f"probes/{framework}-parallel.npz"] = engine | {"parallel/losses": f64["update/losses"]}
     return files
 
@@ -57,10 +59,11 @@ def arrays(cfg: RunConfig, framework: str) -> dict[str, dict[str, Spec]]:
 def recipe_step(size: int, b: int) -> dict[str, Spec]:
     """A probe of one batch: every layer's output, the loss and every gradient."""
     layers = {f"layer/{name}": Spec("f", size, (b, *shape)) for name, shape in stages.LAYER_SHAPES.items()}
-    return layers | {"loss": Spec("f", size, ())} | prefixed("grad/", CANONICAL_SHAPES, size)
+    return layers | {"loss": Spec("f", size, ())} | float_specs("grad/", CANONICAL_SHAPES, size)
 
 
-def prefixed(prefix: str, shapes: dict[str, tuple[int, ...]], size: int) -> dict[str, Spec]:
+def float_specs(prefix: str, shapes: dict[str, tuple[int, ...]], size: int) -> dict[str, Spec]:
+    """A float Spec of `size` bytes for each named shape, its key prefixed."""
     return {f"{prefix}{name}": Spec("f", size, shape) for name, shape in shapes.items()}
 
 
